@@ -1,0 +1,141 @@
+"""LeNet-5's structure, stated once (LeCun, Bottou, Bengio, Haffner 1998, section II-B).
+
+Everything else -- the kernels, the parameter layout, the audit, the tests and the
+README -- reads the layer sizes, the C3 connection table and the paper's figures from
+here.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+INPUT_SIZE = 32  # 28x28 MNIST digits centred in a 32x32 field
+KERNEL = 5  # every convolution is 5x5, 'valid', stride 1
+POOL = 2  # every subsampling unit reads a non-overlapping 2x2 block
+
+# f(a) = A tanh(S a), the paper's squashing function (Appendix A)
+TANH_A = 1.7159
+TANH_S = 2.0 / 3.0
+
+# Table I: which S2 maps (columns) each C3 map (rows) reads.
+C3_TABLE = (
+    (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
+    (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (3, 4, 5, 0), (4, 5, 0, 1), (5, 0, 1, 2),
+    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),
+    (0, 1, 2, 3, 4, 5),
+)
+
+
+def full_table(out_maps, in_maps):
+    """Every output map reads every input map (C1 and C5)."""
+    return tuple(tuple(range(in_maps)) for _ in range(out_maps))
+
+
+def table_pairs(table):
+    """The connected (output map, input map) pairs of a table, as the (P, 2) int64 array the
+    sparse convolution kernels iterate over: only these pairs are ever computed."""
+    return np.array([(m, c) for m, inputs in enumerate(table) for c in inputs], dtype=np.int64)
+
+
+def table_mask(table, in_maps):
+    """Boolean (out_maps, in_maps) mask of a connection table."""
+    mask = np.zeros((len(table), in_maps), dtype=bool)
+    for m, inputs in enumerate(table):
+        mask[m, list(inputs)] = True
+    return mask
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    kind: str  # "conv", "subsample", "dense" or "rbf"
+    in_maps: int
+    maps: int
+    size: int  # output maps are size x size (1 for dense layers)
+    table: tuple = None  # conv only: output map -> input maps
+
+    @property
+    def fan_in(self):
+        """Inputs feeding one unit (for the paper's +-2.4/F initialisation)."""
+        if self.kind == "conv":
+            return [len(t) * KERNEL * KERNEL for t in self.table]
+        if self.kind == "subsample":
+            return [POOL * POOL] * self.maps
+        return [self.in_maps] * self.maps
+
+    @property
+    def trainable(self):
+        """Free parameters, counted from the structure (shared weights count once)."""
+        if self.kind == "conv":
+            return sum(len(t) * KERNEL * KERNEL + 1 for t in self.table)
+        if self.kind == "subsample":
+            return 2 * self.maps  # one coefficient and one bias per map
+        if self.kind == "dense":
+            return self.maps * (self.in_maps + 1)
+        return 0  # the RBF prototypes are fixed
+
+    @property
+    def connections(self):
+        """Multiply-add connections, biases included, as the paper counts them."""
+        units = self.size * self.size
+        if self.kind == "conv":
+            return units * self.trainable
+        if self.kind == "subsample":
+            return self.maps * units * (POOL * POOL + 1)
+        if self.kind == "dense":
+            return self.maps * (self.in_maps + 1)
+        return self.maps * self.in_maps  # rbf: one connection per prototype pixel
+
+
+LAYERS = (
+    Layer("C1", "conv", 1, 6, 28, full_table(6, 1)),
+    Layer("S2", "subsample", 6, 6, 14),
+    Layer("C3", "conv", 6, 16, 10, C3_TABLE),
+    Layer("S4", "subsample", 16, 16, 5),
+    Layer("C5", "conv", 16, 120, 1, full_table(120, 16)),
+    Layer("F6", "dense", 120, 84, 1),
+    Layer("OUT", "rbf", 84, 10, 1),
+)
+LAYER = {layer.name: layer for layer in LAYERS}
+
+# The paper's figures (section II-B): trainable parameters, connections.
+PAPER_FIGURES = {
+    "C1": (156, 122_304),
+    "S2": (12, 5_880),
+    "C3": (1_516, 151_600),
+    "S4": (32, 2_000),
+    "C5": (48_120, 48_120),
+    "F6": (10_164, 10_164),
+    "OUT": (0, 840),
+}
+PAPER_TOTAL = (60_000, 340_908)
+
+# The paper's results that this project reproduces (section III-C).
+PAPER_RESULTS = {
+    "test_error_pct": 0.95,  # 20 passes, no distortions
+    "train_error_pct_pass19": 0.35,
+    "test_error_distorted_pct": 0.8,
+}
+
+
+def param_shapes():
+    """Name -> shape of every array in `LeNet5.params`, in storage order. Weights are stored
+    dense (C3 as 16x6x5x5 with zeros where Table I has no connection)."""
+    shapes = {}
+    for layer in LAYERS:
+        if layer.kind == "conv":
+            shapes[f"{layer.name}.weight"] = (layer.maps, layer.in_maps, KERNEL, KERNEL)
+            shapes[f"{layer.name}.bias"] = (layer.maps,)
+        elif layer.kind == "subsample":
+            shapes[f"{layer.name}.coeff"] = (layer.maps,)
+            shapes[f"{layer.name}.bias"] = (layer.maps,)
+        elif layer.kind == "dense":
+            shapes[f"{layer.name}.weight"] = (layer.maps, layer.in_maps)
+            shapes[f"{layer.name}.bias"] = (layer.maps,)
+        else:
+            shapes[f"{layer.name}.prototypes"] = (layer.maps, layer.in_maps)
+    return shapes
+
+
+PARAM_SHAPES = param_shapes()
+TRAINABLE_NAMES = tuple(n for n in PARAM_SHAPES if not n.endswith("prototypes"))
+PROTOTYPES = "OUT.prototypes"
