@@ -1,0 +1,47 @@
+"""`lenet5 download`: fetch and verify the four MNIST files."""
+import time
+
+from ..download import MIRROR_ENV, MIRRORS, ensure_mnist
+from ..mnist import DATA_DIR_ENV, default_data_dir
+
+
+def register(sub):
+    p = sub.add_parser(
+        "download", help="fetch and verify the MNIST files",
+        description="Make sure the four MNIST .gz files are in the data folder with the expected "
+        "(decompressed) SHA-256. Files already present and intact are kept without touching "
+        "the network; missing or corrupt ones are fetched from the first mirror that serves "
+        f"them intact: --mirror entries, then ${MIRROR_ENV} (comma-separated URLs or "
+        f"folders), then {', '.join(MIRRORS)}.")
+    p.add_argument("--dir", metavar="DIR",
+                   help=f"data folder (default ${DATA_DIR_ENV} or ./data/mnist)")
+    p.add_argument("--mirror", metavar="URL_OR_DIR", action="append", default=[],
+                   help="a URL or a local folder holding the .gz files, tried before the "
+                   "default mirrors; repeat for several")
+    p.add_argument("--no-default-mirrors", action="store_true",
+                   help="try only --mirror and $" + MIRROR_ENV + ", never the internet mirrors")
+    p.add_argument("--timeout", type=float, nargs=2, metavar=("CONNECT", "READ"), default=(10.0, 30.0),
+                   help="HTTP connect and read timeouts in seconds (default 10 30)")
+    p.add_argument("--quiet", action="store_true", help="no progress counter")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    data_dir = args.dir or default_data_dir()
+    started = time.perf_counter()
+    fetched = []
+
+    def report(status):
+        if status.fetched_from is None:
+            print(f"{status.path}: present, verified ({status.seconds:.2f}s)")
+            return
+        fetched.append(status.name)
+        why = f" (replacing a corrupt copy: {status.replaced})" if status.replaced else ""
+        print(f"{status.path}: fetched from {status.fetched_from}, verified "
+              f"({status.seconds:.2f}s){why}")
+
+    ensure_mnist(data_dir, mirrors=args.mirror, progress=not args.quiet, timeout=tuple(args.timeout),
+                 include_defaults=not args.no_default_mirrors, on_file=report)
+    summary = f"{len(fetched)} fetched" if fetched else "nothing fetched, all present and verified"
+    print(f"MNIST in {data_dir}: {summary}; {time.perf_counter() - started:.2f}s")
+    return 0
