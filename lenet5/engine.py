@@ -13,7 +13,7 @@ import numpy as np
 
 from .architecture import LAYER, PARAM_SHAPES, TRAINABLE_NAMES
 from .kernels import (
-    FASTMATH, LOSS_MAP, LOSS_MSE, conv_backward, conv_forward, dense_backward, dense_forward,
+    JIT_OPTIONS, LOSS_MAP, LOSS_MSE, conv_backward, conv_forward, dense_backward, dense_forward,
     loss_forward_backward, rbf_backward, rbf_forward, subsample_backward, subsample_forward,
     tanh_backward, tanh_forward,
 )
@@ -41,8 +41,8 @@ _SHAPE_C5W = (LAYER["C5"].maps, int(np.prod(PARAM_SHAPES["C5.weight"][1:])))  # 
 _SHAPE_F6W = PARAM_SHAPES["F6.weight"]
 _C5_IN = PARAM_SHAPES["C5.weight"][1:]  # (16, 5, 5)
 
-kernel = nb.njit(cache=True, fastmath=FASTMATH)
-parallel_kernel = nb.njit(cache=True, fastmath=FASTMATH, parallel=True)
+kernel = nb.njit(**JIT_OPTIONS)
+parallel_kernel = nb.njit(parallel=True, **JIT_OPTIONS)
 
 
 @kernel
@@ -57,7 +57,7 @@ def unpack(theta):
 
 
 def workspace_shapes():
-    """Per-sample buffers: each layer's output x (u is computed in place, then squashed)."""
+    """Per-sample buffers, one per layer output: x0 (the image), x1 (C1) ... x6 (F6), y."""
     shapes = [(1, 32, 32)]
     for layer in ("C1", "S2", "C3", "S4"):
         spec = LAYER[layer]
@@ -71,45 +71,51 @@ WORKSPACE = workspace_shapes()  # x0, x1 (C1), x2 (S2), x3 (C3), x4 (S4), x5 (C5
 
 @kernel
 def new_workspace(dtype_probe):
-    """Activations and deltas for one sample, allocated once per thread and reused."""
+    """Buffers for one sample, allocated once per thread and reused, each a tuple shaped like
+    WORKSPACE: acts (the outputs x), deltas (dE/du) and scratch, which holds a layer's
+    pre-activation u in the forward pass and dE/dx in the backward pass until the tanh kernel
+    turns it into x or delta (kernels never write in place: aliased arrays defeat SIMD)."""
     dt = dtype_probe.dtype
-    acts = (np.zeros((1, 32, 32), dt), np.zeros((6, 28, 28), dt), np.zeros((6, 14, 14), dt),
-            np.zeros((16, 10, 10), dt), np.zeros((16, 5, 5), dt), np.zeros(120, dt),
-            np.zeros(84, dt), np.zeros(10, dt))
-    deltas = (np.zeros((1, 32, 32), dt), np.zeros((6, 28, 28), dt), np.zeros((6, 14, 14), dt),
-              np.zeros((16, 10, 10), dt), np.zeros((16, 5, 5), dt), np.zeros(120, dt),
-              np.zeros(84, dt), np.zeros(10, dt))
-    return acts, deltas
+    bufs = []
+    for _ in range(3):
+        bufs.append((np.zeros((1, 32, 32), dt), np.zeros((6, 28, 28), dt),
+                     np.zeros((6, 14, 14), dt), np.zeros((16, 10, 10), dt),
+                     np.zeros((16, 5, 5), dt), np.zeros(120, dt), np.zeros(84, dt),
+                     np.zeros(10, dt)))
+    return bufs[0], bufs[1], bufs[2]
 
 
 @kernel
-def sample_forward(image, theta, prototypes, c1_pairs, c3_pairs, acts):
+def sample_forward(image, theta, prototypes, c1_pairs, c3_pairs, acts, scratch):
     """x0 -> C1 -> S2 -> C3 -> S4 -> C5 -> F6 -> RBF; fills acts, returns nothing."""
     c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b = unpack(theta)
     x0, x1, x2, x3, x4, x5, x6, y = acts
+    _, u1, u2, u3, u4, u5, u6, _ = scratch
     x0[0] = image
-    conv_forward(x0, c1w, c1b, c1_pairs, x1)
-    tanh_forward(x1.reshape(-1), x1.reshape(-1))
-    subsample_forward(x1, s2c, s2b, x2)
-    tanh_forward(x2.reshape(-1), x2.reshape(-1))
-    conv_forward(x2, c3w, c3b, c3_pairs, x3)
-    tanh_forward(x3.reshape(-1), x3.reshape(-1))
-    subsample_forward(x3, s4c, s4b, x4)
-    tanh_forward(x4.reshape(-1), x4.reshape(-1))
-    dense_forward(x4.reshape(-1), c5w, c5b, x5)
-    tanh_forward(x5, x5)
-    dense_forward(x5, f6w, f6b, x6)
-    tanh_forward(x6, x6)
+    conv_forward(x0, c1w, c1b, c1_pairs, u1)
+    tanh_forward(u1.reshape(-1), x1.reshape(-1))
+    subsample_forward(x1, s2c, s2b, u2)
+    tanh_forward(u2.reshape(-1), x2.reshape(-1))
+    conv_forward(x2, c3w, c3b, c3_pairs, u3)
+    tanh_forward(u3.reshape(-1), x3.reshape(-1))
+    subsample_forward(x3, s4c, s4b, u4)
+    tanh_forward(u4.reshape(-1), x4.reshape(-1))
+    dense_forward(x4.reshape(-1), c5w, c5b, u5)
+    tanh_forward(u5, x5)
+    dense_forward(x5, f6w, f6b, u6)
+    tanh_forward(u6, x6)
     rbf_forward(x6, prototypes, y)
 
 
 @kernel
-def sample_backward(theta_w, prototypes, c1_pairs, c3_pairs, acts, inputs, deltas, grad, power):
-    """Back-propagate deltas[7] (dE/dy, or d2E/dx6 when power == 2) into grad (accumulated).
+def sample_backward(theta_w, prototypes, c1_pairs, c3_pairs, acts, inputs, deltas, scratch,
+                    grad, power):
+    """Back-propagate deltas[7] (dE/dy), or scratch[6] (d2E/dx6^2) when power == 2, into grad
+    (accumulated).
 
     power == 1: ordinary gradients; theta_w = theta, inputs = acts.
     power == 2: LeCun's diagonal Gauss-Newton terms; theta_w = theta**2, inputs = acts**2,
-    f'(u)^2 in place of f'(u), and deltas[6] must already hold d2E/dx6^2 (the RBF stage is
+    f'(u)^2 in place of f'(u), and scratch[6] must already hold d2E/dx6^2 (the RBF stage is
     skipped). `acts` always holds the real activations (for f').
     """
     c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b = unpack(theta_w)
@@ -117,30 +123,32 @@ def sample_backward(theta_w, prototypes, c1_pairs, c3_pairs, acts, inputs, delta
     x0, x1, x2, x3, x4, x5, x6, y = acts
     i0, i1, i2, i3, i4, i5, i6, _ = inputs
     e0, e1, e2, e3, e4, e5, e6, dy = deltas
+    _, dx1, dx2, dx3, dx4, dx5, dx6, _ = scratch  # dE/dx of each layer's output
     if power == 1:
-        rbf_backward(x6, prototypes, dy, e6)                 # dE/dx6
-    tanh_backward(x6, e6, e6, power)                         # delta6 = f'(u6) dE/dx6
-    dense_backward(i5, f6w, e6, g6w, g6b, e5, True)          # dE/dx5 = W6^T delta6
-    tanh_backward(x5, e5, e5, power)
-    e4flat = e4.reshape(-1)
-    dense_backward(i4.reshape(-1), c5w, e5, g5w, g5b, e4flat, True)
-    tanh_backward(x4.reshape(-1), e4flat, e4flat, power)     # delta4 (S4)
-    subsample_backward(i3, s4c, e4, g4c, g4b, e3)            # dE/dx3 = beta4 up(delta4)
-    tanh_backward(x3.reshape(-1), e3.reshape(-1), e3.reshape(-1), power)  # beta f'(u) up(delta)
-    conv_backward(i2, c3w, e3, c3_pairs, g3w, g3b, e2, True)
-    tanh_backward(x2.reshape(-1), e2.reshape(-1), e2.reshape(-1), power)
-    subsample_backward(i1, s2c, e2, g2c, g2b, e1)
-    tanh_backward(x1.reshape(-1), e1.reshape(-1), e1.reshape(-1), power)
+        rbf_backward(x6, prototypes, dy, dx6)                # dE/dx6
+    tanh_backward(x6, dx6, e6, power)                        # delta6 = f'(u6) dE/dx6
+    dense_backward(i5, f6w, e6, g6w, g6b, dx5, True)         # dE/dx5 = W6^T delta6
+    tanh_backward(x5, dx5, e5, power)
+    dense_backward(i4.reshape(-1), c5w, e5, g5w, g5b, dx4.reshape(-1), True)
+    tanh_backward(x4.reshape(-1), dx4.reshape(-1), e4.reshape(-1), power)  # delta4 (S4)
+    subsample_backward(i3, s4c, e4, g4c, g4b, dx3)           # dE/dx3 = beta4 up(delta4)
+    tanh_backward(x3.reshape(-1), dx3.reshape(-1), e3.reshape(-1), power)  # beta f'(u) up(delta)
+    conv_backward(i2, c3w, e3, c3_pairs, g3w, g3b, dx2, True)
+    tanh_backward(x2.reshape(-1), dx2.reshape(-1), e2.reshape(-1), power)
+    subsample_backward(i1, s2c, e2, g2c, g2b, dx1)
+    tanh_backward(x1.reshape(-1), dx1.reshape(-1), e1.reshape(-1), power)
     conv_backward(i0, c1w, e1, c1_pairs, g1w, g1b, e0, False)
 
 
 @kernel
 def sample_loss_gradient(image, label, theta, prototypes, c1_pairs, c3_pairs, loss_kind, j,
-                         acts, deltas, grad):
-    """Forward, criterion, backward for one sample; adds dE/dtheta to grad, returns E."""
-    sample_forward(image, theta, prototypes, c1_pairs, c3_pairs, acts)
+                         work, grad):
+    """Forward, criterion, backward for one sample; adds dE/dtheta to grad, returns E.
+    work = new_workspace(...)."""
+    acts, deltas, scratch = work
+    sample_forward(image, theta, prototypes, c1_pairs, c3_pairs, acts, scratch)
     loss = loss_forward_backward(acts[7], label, loss_kind, j, deltas[7])
-    sample_backward(theta, prototypes, c1_pairs, c3_pairs, acts, acts, deltas, grad, 1)
+    sample_backward(theta, prototypes, c1_pairs, c3_pairs, acts, acts, deltas, scratch, grad, 1)
     return loss
 
 
@@ -150,9 +158,9 @@ def sample_loss_gradient(image, label, theta, prototypes, c1_pairs, c3_pairs, lo
 def forward_batch(images, theta, prototypes, c1_pairs, c3_pairs, bounds, out):
     """RBF outputs for a batch; samples split over threads in contiguous chunks."""
     for t in nb.prange(bounds.shape[0] - 1):
-        acts, _ = new_workspace(theta)
+        acts, _, scratch = new_workspace(theta)
         for s in range(bounds[t], bounds[t + 1]):
-            sample_forward(images[s], theta, prototypes, c1_pairs, c3_pairs, acts)
+            sample_forward(images[s], theta, prototypes, c1_pairs, c3_pairs, acts, scratch)
             out[s] = acts[7]
 
 
@@ -163,10 +171,10 @@ def loss_gradient_batch(images, labels, theta, prototypes, c1_pairs, c3_pairs, l
     parts = bounds.shape[0] - 1
     partial = np.zeros((parts, theta.shape[0]), theta.dtype)
     for t in nb.prange(parts):
-        acts, deltas = new_workspace(theta)
+        work = new_workspace(theta)
         for s in range(bounds[t], bounds[t + 1]):
             losses[s] = sample_loss_gradient(images[s], labels[s], theta, prototypes, c1_pairs,
-                                             c3_pairs, loss_kind, j, acts, deltas, partial[t])
+                                             c3_pairs, loss_kind, j, work, partial[t])
     grad[:] = 0.0
     for t in range(parts):
         grad += partial[t]
@@ -177,15 +185,15 @@ def train_online(images, labels, order, theta, eta, prototypes, c1_pairs, c3_pai
                  loss_kind, j, losses):
     """Online (batch-1) training over images[order]: for each sample,
     theta -= eta * dE/dtheta. eta is per parameter (SGD: constant; SDLM: eps / (mu + h))."""
-    acts, deltas = new_workspace(theta)
+    work = new_workspace(theta)
     grad = np.zeros_like(theta)
     for n in range(order.shape[0]):
         s = order[n]
-        grad[:] = 0.0
         losses[n] = sample_loss_gradient(images[s], labels[s], theta, prototypes, c1_pairs,
-                                         c3_pairs, loss_kind, j, acts, deltas, grad)
-        for k in range(theta.shape[0]):
+                                         c3_pairs, loss_kind, j, work, grad)
+        for k in range(theta.shape[0]):  # the update, and grad zeroed for the next sample
             theta[k] -= eta[k] * grad[k]
+            grad[k] = 0.0
 
 
 @kernel
@@ -194,20 +202,20 @@ def hessian_diagonal(images, theta, prototypes, c1_pairs, c3_pairs, hess):
     d2E/du2 = f'(u)^2 d2E/dx2;  d2E/dx2 = sum_k w_k^2 d2E/du_k2;  d2E/dw2 = sum x^2 d2E/du2.
     At the output, d2E/dx6^2 = 2 (the second derivative of the distance to the target
     prototype, the Gauss-Newton part of both criteria)."""
-    acts, deltas = new_workspace(theta)
-    inputs_sq, _ = new_workspace(theta)
+    acts, deltas, scratch = new_workspace(theta)
+    inputs_sq, _, _ = new_workspace(theta)
     theta_sq = theta * theta
     for s in range(images.shape[0]):
-        sample_forward(images[s], theta, prototypes, c1_pairs, c3_pairs, acts)
+        sample_forward(images[s], theta, prototypes, c1_pairs, c3_pairs, acts, scratch)
         square_into(acts[0], inputs_sq[0])
         square_into(acts[1], inputs_sq[1])
         square_into(acts[2], inputs_sq[2])
         square_into(acts[3], inputs_sq[3])
         square_into(acts[4], inputs_sq[4])
         square_into(acts[5], inputs_sq[5])
-        deltas[6][:] = 2.0
+        scratch[6][:] = 2.0
         sample_backward(theta_sq, prototypes, c1_pairs, c3_pairs, acts, inputs_sq, deltas,
-                        hess, 2)
+                        scratch, hess, 2)
 
 
 @kernel

@@ -9,30 +9,72 @@ The same backward kernels also run LeCun's diagonal second-derivative back-propa
 (Appendix C): fed squared weights, squared inputs and f'(u)^2 they return the Gauss-Newton
 terms d2E/dw^2, since a shared weight then sums x^2 * d2E/du^2 over its connections.
 """
+import math
+
 import numba as nb
 import numpy as np
 
-from .architecture import TANH_A, TANH_S
+from .architecture import KERNEL, TANH_A, TANH_S
 
 # reassoc/contract let LLVM vectorise the sums; no 'nnan'/'ninf', so NaNs still propagate.
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-kernel = nb.njit(cache=True, fastmath=FASTMATH)
+# error_model="numpy": a float division by zero gives inf/nan instead of raising, so a loop
+# holding a division (the tanh below) carries no per-element check and can be vectorised.
+JIT_OPTIONS = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy"}
+kernel = nb.njit(**JIT_OPTIONS)
+
+# Constants are cast to the arrays' dtype with `x.dtype.type(c)` inside the kernels, so a
+# float32 network computes in float32 (a bare Python float would promote it to float64).
 
 
 # ---------------------------------------------------------------- activation
 # (flat 1-D views)  x = f(u) = A tanh(S u);  f'(u) = S (A - x^2 / A), written with the output x.
 # backward: delta = f'(u) * dE/dx   (power=2 gives f'(u)^2 * d2E/dx^2 for the Hessian)
+#
+# tanh is computed from expm1 so that the loop vectorises (np.tanh is a scalar libm call,
+# the slowest part of a step): with v = -2 S |u| and e = expm1(v), tanh(S |u|) = -e / (2 + e).
+# expm1(v) = 2^k expm1(r) + (2^k - 1) with v = k ln2 + r, |r| <= ln2/2, expm1(r) by its Taylor
+# series to float64 precision and 2^k from the bits of -k. Accurate to ~2 ulp in either dtype.
+_EXPM1_TAYLOR = tuple(1.0 / math.factorial(n) for n in range(14))  # 1/n!, n = 0..13
+_C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = _EXPM1_TAYLOR[2:]
+_V_MIN = -40.0  # below this expm1(v) = -1 to float64 precision: tanh = +-1
+_LN2 = math.log(2.0)
+
 
 @kernel
 def tanh_forward(u, x):
+    f = x.dtype.type
+    one, two, half, a, s2 = f(1.0), f(2.0), f(0.5), f(TANH_A), f(-2.0 * TANH_S)
+    ln2, inv_ln2, v_min = f(_LN2), f(1.0 / _LN2), f(_V_MIN)
+    c2, c3, c4, c5, c6, c7 = f(_C2), f(_C3), f(_C4), f(_C5), f(_C6), f(_C7)
+    c8, c9, c10, c11, c12, c13 = f(_C8), f(_C9), f(_C10), f(_C11), f(_C12), f(_C13)
     for k in range(u.shape[0]):
-        x[k] = TANH_A * np.tanh(TANH_S * u[k])
+        v = s2 * abs(u[k])
+        v = v_min if v < v_min else v  # (a NaN stays NaN here ...)
+        vk = v if v >= v_min else v_min  # (... and is kept out of the integer part)
+        kf = np.floor(vk * inv_ln2 + half)  # v = kf ln2 + r
+        r = v - kf * ln2
+        e = r * (one + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * (c6 + r * (
+            c7 + r * (c8 + r * (c9 + r * (c10 + r * (c11 + r * (c12 + r * c13))))))))))))
+        n = np.int32(-kf)  # 0 <= n <= 58: 2^kf = 2^-n
+        scale = one
+        scale *= f(2.0 ** -1) if n & 1 else one
+        scale *= f(2.0 ** -2) if n & 2 else one
+        scale *= f(2.0 ** -4) if n & 4 else one
+        scale *= f(2.0 ** -8) if n & 8 else one
+        scale *= f(2.0 ** -16) if n & 16 else one
+        scale *= f(2.0 ** -32) if n & 32 else one
+        e = scale * e + (scale - one)  # expm1(v)
+        t = a * e / (-two - e)  # A tanh(S |u|)
+        x[k] = t if u[k] >= 0 else -t
 
 
 @kernel
 def tanh_backward(x, dx, delta, power):
+    f = x.dtype.type
+    a, s, inv_a = f(TANH_A), f(TANH_S), f(1.0 / TANH_A)
     for k in range(x.shape[0]):
-        fprime = TANH_S * (TANH_A - x[k] * x[k] / TANH_A)
+        fprime = s * (a - x[k] * x[k] * inv_a)
         if power == 2:
             fprime = fprime * fprime
         delta[k] = fprime * dx[k]
@@ -41,51 +83,90 @@ def tanh_backward(x, dx, delta, power):
 # ---------------------------------------------------------------- sparse convolution
 # u[m] = b[m] + sum_{c in table(m)} x[c] (*) W[m,c]      ('valid' cross-correlation)
 # Only the table's connected (m, c) pairs are computed (C1 and C5: all; C3: Table I).
+#
+# Wide rows: seen flat, output pixel (y, xx) and input pixel (y+i, xx+j) sit at q = y*W + xx
+# and q + i*W + j (W = input width). So the output is computed in a buffer of row stride W,
+# and kernel row i is one contiguous pass: out[q] += sum_j W[m,c,i,j] x[c, q + i*W + j] for
+# q < span = (height-1)*W + width. Its columns xx >= width wrap around into the next input
+# row: junk, dropped at the end. The 5 taps of a kernel row (architecture.KERNEL) are written
+# out so that the loop over q is the innermost one: long, contiguous, vectorised.
 
 @kernel
 def conv_forward(x, weight, bias, pairs, u):
+    assert weight.shape[2] == KERNEL and weight.shape[3] == KERNEL
     maps, height, width = u.shape
-    ksize = weight.shape[2]
+    in_w = x.shape[2]
+    span = (height - 1) * in_w + width
+    xf = x.reshape(x.shape[0], -1)
+    wide = np.empty((maps, span), u.dtype)
     for m in range(maps):
-        u[m, :, :] = bias[m]
+        wide[m, :] = bias[m]
     for p in range(pairs.shape[0]):
         m, c = pairs[p, 0], pairs[p, 1]
-        for i in range(ksize):
-            for j in range(ksize):
-                w = weight[m, c, i, j]
-                for y in range(height):
-                    for xx in range(width):
-                        u[m, y, xx] += w * x[c, y + i, xx + j]
+        out = wide[m]
+        for i in range(KERNEL):
+            w0, w1, w2, w3, w4 = weight[m, c, i]
+            row = xf[c, i * in_w:]  # input row i, continuing through the rows below
+            for q in range(span):
+                out[q] += (w0 * row[q] + w1 * row[q + 1] + w2 * row[q + 2] + w3 * row[q + 3]
+                           + w4 * row[q + 4])
+    for m in range(maps):
+        for y in range(height):
+            for xx in range(width):
+                u[m, y, xx] = wide[m, y * in_w + xx]
 
 
 # dE/dW[m,c] = x[c] (*) delta[m]                     ('valid' correlation of input with delta)
 # dE/db[m]   = sum delta[m]
 # dE/dx[c]   = sum_m delta[m] (*)full rot180(W[m,c])  ('full' correlation, kernel rotated 180)
-# The last line is written from the delta side: term delta[m,y,x] W[m,c,i,j] lands on
-# dx[c,y+i,x+j], which is exactly the full correlation with the rotated kernel.
+# Same wide layout: delta is copied with row stride W, zeros in the junk columns and 4 zeros
+# either side, so every sum runs over whole rows and the junk columns add exact zeros:
+#   dW[m,c,i,j] = sum_q x[c, q + i*W + j] delta[m, q]       (one pass per kernel row i)
+#   dx[c, i*W + t] += sum_j W[m,c,i,j] delta[m, t - j]      (the 'full' correlation: delta
+# read backwards against the row, i.e. the rotated kernel; t - j outside [0, span) hits zeros)
 
 @kernel
 def conv_backward(x, weight, delta, pairs, dweight, dbias, dx, need_dx):
+    assert weight.shape[2] == KERNEL and weight.shape[3] == KERNEL
     maps, height, width = delta.shape
-    ksize = weight.shape[2]
+    in_w = x.shape[2]
+    span = (height - 1) * in_w + width
+    pad = KERNEL - 1
+    xf = x.reshape(x.shape[0], -1)
+    padded = np.zeros((maps, span + 2 * pad), delta.dtype)  # padded[m, pad + q] = delta[m] wide
     for m in range(maps):
-        dbias[m] += np.sum(delta[m])
+        total = delta.dtype.type(0.0)
+        for y in range(height):
+            for xx in range(width):
+                padded[m, pad + y * in_w + xx] = delta[m, y, xx]
+                total += delta[m, y, xx]
+        dbias[m] += total
     if need_dx:
         dx[:] = 0.0
+    dxf = dx.reshape(dx.shape[0], -1)
     for p in range(pairs.shape[0]):
         m, c = pairs[p, 0], pairs[p, 1]
-        for i in range(ksize):
-            for j in range(ksize):
-                acc = 0.0
-                for y in range(height):
-                    for xx in range(width):
-                        acc += x[c, y + i, xx + j] * delta[m, y, xx]
-                dweight[m, c, i, j] += acc
-                if need_dx:
-                    w = weight[m, c, i, j]
-                    for y in range(height):
-                        for xx in range(width):
-                            dx[c, y + i, xx + j] += w * delta[m, y, xx]
+        d = padded[m]  # d[4 + q] = delta[m] wide, at q
+        dw = padded[m, pad:]  # delta[m] wide
+        for i in range(KERNEL):
+            row = xf[c, i * in_w:]
+            g0 = g1 = g2 = g3 = g4 = delta.dtype.type(0.0)
+            for q in range(span):
+                g0 += row[q] * dw[q]
+                g1 += row[q + 1] * dw[q]
+                g2 += row[q + 2] * dw[q]
+                g3 += row[q + 3] * dw[q]
+                g4 += row[q + 4] * dw[q]
+            dweight[m, c, i, 0] += g0
+            dweight[m, c, i, 1] += g1
+            dweight[m, c, i, 2] += g2
+            dweight[m, c, i, 3] += g3
+            dweight[m, c, i, 4] += g4
+            if need_dx:
+                w0, w1, w2, w3, w4 = weight[m, c, i]
+                out = dxf[c, i * in_w:]
+                for t in range(span + pad):
+                    out[t] += w0 * d[t + 4] + w1 * d[t + 3] + w2 * d[t + 2] + w3 * d[t + 1] + w4 * d[t]
 
 
 # ---------------------------------------------------------------- trainable subsampling
@@ -109,9 +190,10 @@ def subsample_forward(x, coeff, bias, u):
 @kernel
 def subsample_backward(x, coeff, delta, dcoeff, dbias, dx):
     maps, height, width = delta.shape
+    zero = delta.dtype.type(0.0)
     for m in range(maps):
-        gcoeff = 0.0
-        gbias = 0.0
+        gcoeff = zero
+        gbias = zero
         for y in range(height):
             for xx in range(width):
                 d = delta[m, y, xx]
@@ -164,7 +246,7 @@ def dense_backward(x, weight, delta, dweight, dbias, dx, need_dx):
 @kernel
 def rbf_forward(x, prototypes, y):
     for k in range(prototypes.shape[0]):
-        acc = 0.0
+        acc = y.dtype.type(0.0)
         for j in range(prototypes.shape[1]):
             diff = x[j] - prototypes[k, j]
             acc += diff * diff
@@ -177,7 +259,7 @@ def rbf_forward(x, prototypes, y):
 def rbf_backward(x, prototypes, dy, dx):
     dx[:] = 0.0
     for k in range(prototypes.shape[0]):
-        g = 2.0 * dy[k]
+        g = dx.dtype.type(2.0) * dy[k]
         if g != 0.0:
             for j in range(prototypes.shape[1]):
                 dx[j] += g * (x[j] - prototypes[k, j])

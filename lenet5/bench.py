@@ -1,0 +1,349 @@
+"""Throughput of the Numba engine: `lenet5 bench` (also `python scripts/bench.py`).
+
+Every figure is in samples/s: the median of several timed repeats, with their min-max, and
+the implied seconds per 60,000-image pass. The inputs are random images in [-0.1, 1.175]
+(MNIST's range after the paper's scaling) and random labels: the kernels do the same work
+whatever the pixel values. Online training and the Hessian estimate run on one core; the
+mini-batch and inference drivers split each batch over Numba's threads (`--threads`).
+
+Only figures taken in the same session are comparable: the machines are noisy.
+"""
+import argparse
+import datetime
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from . import engine
+from .errors import Lenet5Error
+from .model import C1_PAIRS, C3_PAIRS, LeNet5
+
+PASS = 60_000  # MNIST's training set: "s/pass" = PASS / rate
+EVAL = 70_000  # training + test set, evaluated after every pass in the paper's protocol
+PASSES = 20  # the paper's protocol: 20 passes
+HESSIAN_SAMPLES = 500  # the paper re-estimates the diagonal Hessian on 500 samples per pass
+SDLM_EPS, SDLM_MU = 5e-4, 0.02  # eta = eps / (mu + h): the paper's first-pass values
+SGD_ETA = 1e-3
+MAP = engine.LOSSES["map"]
+
+# The subprocess timed for the JIT cold/warm start: one tiny online step and one forward.
+JIT_SNIPPET = """
+import numpy as np
+from lenet5 import LeNet5, engine
+from lenet5.model import C1_PAIRS, C3_PAIRS
+net = LeNet5.init(seed=0, dtype=np.float32)
+x = np.zeros((2, 32, 32), np.float32)
+engine.train_online(x, np.array([0, 1]), np.arange(2), net.theta, np.full_like(net.theta, 1e-3),
+                    net.prototypes, C1_PAIRS, C3_PAIRS, 1, np.float32(1.0), np.zeros(2, np.float32))
+net.forward(x)
+"""
+
+MODES = {  # seconds of timing per figure, timed repeats
+    "full": dict(budget=6.0, repeats=5),
+    "quick": dict(budget=2.0, repeats=3),
+    "tiny": dict(budget=0.05, repeats=2),
+}
+
+
+def add_arguments(p):
+    p.add_argument("--quick", action="store_true", help="about 2 s per figure instead of 6")
+    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: seconds, float32 only
+    p.add_argument("--threads", type=int, help="Numba threads for the batch drivers (default: all cores)")
+    p.add_argument("--repeats", type=int, help="timed repeats per figure (default 5; 3 with --quick)")
+    p.add_argument("--dtypes", default="float32,float64", help="comma-separated (default float32,float64)")
+    p.add_argument("--data-dir", help="time loading MNIST from here (default $LENET5_DATA_DIR; skipped if unset)")
+    p.add_argument("--no-jit", action="store_true", help="skip the JIT cold/warm start timing (~20-60 s)")
+    p.add_argument("--json", metavar="PATH", help="also write every figure to PATH as one flat JSON object")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="lenet5 bench", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+# ---------------------------------------------------------------- timing
+
+def timed(step, n, repeats):
+    """Run step(n) `repeats` times: (median, min, max) samples/s."""
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step(n)
+        rates.append(n / (time.perf_counter() - start))
+    return float(np.median(rates)), float(min(rates)), float(max(rates))
+
+
+def calibrated(step, unit, budget, repeats, floor=1):
+    """Time step(n) with n a multiple of `unit` sized so all repeats take about `budget` s.
+    The first call (also the JIT warm-up, which compiles or loads from cache) sets the size."""
+    step(unit)
+    start = time.perf_counter()
+    step(unit)
+    per_unit = max(time.perf_counter() - start, 1e-6)
+    n = unit * max(floor, int(budget / repeats / per_unit))
+    return timed(step, n, repeats) + (n,)
+
+
+class Setup:
+    """Random inputs and a freshly initialised network in one dtype."""
+
+    def __init__(self, dtype, pool=2048, seed=0):
+        rng = np.random.default_rng(seed)
+        self.dtype = dtype
+        self.images = rng.uniform(-0.1, 1.175, (pool, 32, 32)).astype(dtype)
+        self.labels = rng.integers(0, 10, pool).astype(np.int64)
+        self.net = LeNet5.init(seed=seed, dtype=dtype)
+        self.rng = rng
+
+    def order(self, n):
+        return self.rng.integers(0, len(self.images), n).astype(np.int64)
+
+
+def online_rate(s, eta, n):
+    """train_online over n samples (forward, backward, theta -= eta * grad for each), from
+    the initial network each time: samples/s of the kernel call alone."""
+    theta = s.net.theta.copy()
+    losses = np.empty(n, s.dtype)
+    order = s.order(n)
+    start = time.perf_counter()
+    engine.train_online(s.images, s.labels, order, theta, eta, s.net.prototypes, C1_PAIRS,
+                        C3_PAIRS, MAP, s.dtype(1.0), losses)
+    elapsed = time.perf_counter() - start
+    if not np.isfinite(losses).all():
+        raise RuntimeError("online training diverged in the benchmark")
+    return n / elapsed
+
+
+def hessian(s, n):
+    hess = np.zeros_like(s.net.theta)
+    engine.hessian_diagonal(s.images[:n], s.net.theta, s.net.prototypes, C1_PAIRS, C3_PAIRS, hess)
+    return hess / n
+
+
+def bench_minibatch(s, batch):
+    """loss_gradient_batch over one batch (split over threads), then theta -= eta/B * grad."""
+    theta = s.net.theta.copy()
+    grad = np.empty_like(theta)
+    losses = np.empty(batch, s.dtype)
+    bounds = thread_bounds(batch)
+    scale = s.dtype(SGD_ETA / batch)
+    starts = np.arange(0, len(s.images) - batch + 1, batch)
+
+    def step(n):  # n: a multiple of batch
+        for k in range(n // batch):
+            a = starts[k % len(starts)]
+            engine.loss_gradient_batch(s.images[a:a + batch], s.labels[a:a + batch], theta,
+                                       s.net.prototypes, C1_PAIRS, C3_PAIRS, MAP, s.dtype(1.0),
+                                       bounds, losses, grad)
+            np.multiply(grad, scale, out=grad)
+            np.subtract(theta, grad, out=theta)
+    return step
+
+
+def bench_infer(s, batch):
+    out = np.empty((batch, 10), s.dtype)
+    bounds = thread_bounds(batch)
+    images = np.ascontiguousarray(np.resize(s.images, (batch, 32, 32)))
+
+    def step(n):
+        for _ in range(n // batch):
+            engine.forward_batch(images, s.net.theta, s.net.prototypes, C1_PAIRS, C3_PAIRS, bounds, out)
+    return step
+
+
+def thread_bounds(n):
+    parts = max(1, min(numba.get_num_threads(), n))
+    return np.linspace(0, n, parts + 1).astype(np.int64)
+
+
+# ---------------------------------------------------------------- the figures
+
+def engine_figures(dtype, mode, repeats, note):
+    """Every engine figure for one dtype: name -> (median, min, max, samples per repeat)."""
+    s = Setup(dtype)
+    budget = MODES[mode]["budget"]
+    tiny = mode == "tiny"
+    out = {}
+
+    def run_online(name, eta):
+        online_rate(s, eta, 32)  # warm-up (compiles or loads the kernel)
+        n = 32 if tiny else max(256, int(budget / repeats * online_rate(s, eta, 256)))
+        rates = [online_rate(s, eta, n) for _ in range(repeats)]
+        out[name] = (float(np.median(rates)), min(rates), max(rates), n)
+
+    run_online("online_sgd", np.full_like(s.net.theta, SGD_ETA))
+    h_n = 16 if tiny else HESSIAN_SAMPLES
+    h = hessian(s, h_n)  # (also the Hessian kernel's warm-up)
+    run_online("online_sdlm", (SDLM_EPS / (SDLM_MU + h)).astype(dtype))
+    reps = [timed(lambda n: hessian(s, n), h_n, 1)[0] for _ in range(repeats)]
+    out["hessian_500"] = (float(np.median(reps)), min(reps), max(reps), h_n)
+    for batch in (32, 256):
+        floor = 1 if tiny else 2
+        out[f"minibatch_sgd_{batch}"] = calibrated(bench_minibatch(s, batch), batch,
+                                                  budget, repeats, floor)
+    infer_batch = 1000
+    out["infer_1000"] = calibrated(bench_infer(s, infer_batch), infer_batch, budget, repeats)
+    if tiny:
+        note.append(f"--tiny: few samples per figure (Hessian over {h_n}), not a measurement")
+    return out
+
+
+def distortion_figure(mode, repeats, note):
+    """Distorted-image generation rate, if `lenet5.distort` exists."""
+    if importlib.util.find_spec("lenet5.distort") is None:
+        note.append("distortion rate: skipped, lenet5.distort not built yet")
+        return None
+    mod = importlib.import_module("lenet5.distort")
+    fn = next((getattr(mod, name) for name in ("distort_batch", "distort_images", "distort")
+               if callable(getattr(mod, name, None))), None)
+    images = np.random.default_rng(0).uniform(-0.1, 1.175, (256, 32, 32)).astype(np.float32)
+    calls = (lambda n: fn(images[:n], np.random.default_rng(1)),
+             lambda n: fn(images[:n], seed=1), lambda n: fn(images[:n]))
+    for call in calls if fn else ():
+        try:
+            call(8)
+        except TypeError:
+            continue
+        n = 16 if mode == "tiny" else 256
+        return timed(call, n, repeats) + (n,)
+    note.append("distortion rate: skipped, lenet5.distort has no distort_batch(images, rng) "
+                "the benchmark recognises")
+    return None
+
+
+def data_load_figures(data_dir, note):
+    """Seconds to load the MNIST training split: the first call (which may build the .npy
+    cache from the .gz files) and a repeat call (from the cache)."""
+    if importlib.util.find_spec("lenet5.mnist") is None:
+        note.append("data load: skipped, lenet5.mnist not built yet")
+        return {}
+    data_dir = data_dir or os.environ.get("LENET5_DATA_DIR")
+    if not data_dir:
+        note.append("data load: skipped, no --data-dir (or LENET5_DATA_DIR) given")
+        return {}
+    from .mnist import load_mnist
+    times = {}
+    for key in ("data_load_first_s", "data_load_cached_s"):
+        start = time.perf_counter()
+        images, _ = load_mnist("train", data_dir=data_dir, download=False)
+        times[key] = time.perf_counter() - start
+    times["data_load_images"] = len(images)
+    return times
+
+
+def jit_figures(note):
+    """Wall seconds of a subprocess that imports lenet5 and runs one tiny online step and one
+    forward: with an empty Numba cache (cold: everything compiles) and again (warm: loaded)."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="lenet5-jit-") as cache:
+        env["NUMBA_CACHE_DIR"] = cache
+        for key in ("jit_cold_s", "jit_warm_s"):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", JIT_SNIPPET], env=env, check=True)
+            out[key] = time.perf_counter() - start
+    note.append("JIT: a fresh `python -c` running one online step and one forward (float32), "
+                "Numba cache empty (cold) then filled (warm)")
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+LABELS = {
+    "online_sgd": "online SGD step (batch 1, 1 core)",
+    "online_sdlm": "online SDLM step (batch 1, 1 core)",
+    "hessian_500": "Hessian estimate (per sample, 1 core)",
+    "minibatch_sgd_32": "mini-batch SGD, batch 32 (all threads)",
+    "minibatch_sgd_256": "mini-batch SGD, batch 256 (all threads)",
+    "infer_1000": "inference, batch 1000 (all threads)",
+    "distort": "distortion generation",
+}
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run(args):
+    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    repeats = args.repeats or MODES[mode]["repeats"]
+    if args.threads:
+        try:
+            numba.set_num_threads(args.threads)
+        except ValueError as e:
+            raise Lenet5Error(f"--threads {args.threads}: {e}") from None
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if args.tiny:
+        dtypes = dtypes[:1]
+    notes = []
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "cpu": cpu_model(), "nproc": os.cpu_count(), "threads": numba.get_num_threads(),
+        "numba": numba.__version__, "numpy": np.__version__, "python": platform.python_version(),
+        "mode": mode, "repeats": repeats,
+    }
+    print(f"lenet5 bench ({mode}): {result['cpu']}, {result['nproc']} CPUs, "
+          f"{result['threads']} Numba threads; numba {numba.__version__}, numpy {np.__version__}")
+    print(f"samples/s, median of {repeats} (min-max); s/pass = {PASS:,} samples at that rate\n")
+    header = f"{'figure':<42}{'dtype':<9}{'samples/s':>11}  {'(min-max)':<19}{'s/pass':>8}"
+    print(header)
+    print("-" * len(header))
+    for dtype_name in dtypes:
+        dtype = np.dtype(dtype_name).type
+        suffix = "" if dtype is np.float32 else "_" + {np.float64: "f64"}.get(dtype, dtype_name)
+        figures = engine_figures(dtype, mode, repeats, notes)
+        for name, (med, lo, hi, n) in figures.items():
+            result[name + suffix] = med
+            result[name + suffix + "_min"] = lo
+            result[name + suffix + "_max"] = hi
+            print(f"{LABELS[name]:<42}{dtype_name:<9}{med:>11,.0f}  {f'({lo:,.0f}-{hi:,.0f})':<19}"
+                  f"{PASS / med:>8.1f}")
+        protocol = PASSES * (PASS / figures["online_sdlm"][0]
+                             + HESSIAN_SAMPLES / figures["hessian_500"][0]
+                             + EVAL / figures["infer_1000"][0])
+        result["paper_protocol_s" + suffix] = protocol
+        print(f"{'  => paper protocol (20 x: 60k SDLM + 500 Hessian + 70k eval)':<62}{protocol:>8.0f} s")
+    distort = distortion_figure(mode, repeats, notes)
+    if distort:
+        med, lo, hi, _ = distort
+        result.update(distort=med, distort_min=lo, distort_max=hi)
+        print(f"{LABELS['distort']:<42}{'float32':<9}{med:>11,.0f}  {f'({lo:,.0f}-{hi:,.0f})':<19}"
+              f"{PASS / med:>8.1f}")
+    loads = data_load_figures(args.data_dir, notes)
+    result.update(loads)
+    if loads:
+        print(f"MNIST train split load: {loads['data_load_first_s']:.2f} s first call, "
+              f"{loads['data_load_cached_s']:.2f} s repeat ({loads['data_load_images']:,} images)")
+    if args.no_jit or args.tiny:
+        notes.append("JIT cold/warm start: skipped" + (" (--tiny)" if args.tiny else " (--no-jit)"))
+    else:
+        jit = jit_figures(notes)
+        result.update(jit)
+        print(f"JIT start: {jit['jit_cold_s']:.1f} s cold (empty cache), {jit['jit_warm_s']:.1f} s warm")
+    for line in notes:
+        print(f"note: {line}")
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {path}")
+    return 0
