@@ -111,6 +111,13 @@ class LeNet5:
     def loss_and_gradients(self, x, labels, loss="mse", j=MAP_J):
         """(mean per-sample loss, dict of mean gradients with the names/shapes of params).
         loss="mse": E = y_label (eq. 8); loss="map": E = y_label + log(e^-j + sum_i e^-y_i)."""
+        losses, grad = self.losses_and_flat_gradient(x, labels, loss, j)
+        grads = self.views(grad)
+        grads[PROTOTYPES] = np.zeros_like(self.prototypes)
+        return float(losses.mean()), grads
+
+    def losses_and_flat_gradient(self, x, labels, loss="mse", j=MAP_J):
+        """Per-sample losses and the mean gradient as one flat vector laid out like theta."""
         loss_kind = loss_code(loss)
         x = self._images(x)
         labels = check_labels(labels, len(x))
@@ -120,9 +127,7 @@ class LeNet5:
                                    loss_kind, self.dtype.type(j), _thread_bounds(len(x)),
                                    losses, grad)
         grad /= len(x)
-        grads = self.views(grad)
-        grads[PROTOTYPES] = np.zeros_like(self.prototypes)
-        return float(losses.mean()), grads
+        return losses, grad
 
     # ---------------------------------------------------------------- checkpoints
     def arrays(self):
@@ -215,14 +220,18 @@ def save_npz_atomic(path, arrays):
 
 def load_npz(path):
     """All arrays of an .npz, read with allow_pickle=False; any problem -> Lenet5Error."""
+    where = f"checkpoint {path}"
     try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":
+                raise Lenet5Error(f"{where}: not a valid .npz (not a zip archive)")
         with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
     except FileNotFoundError:
-        raise Lenet5Error(f"checkpoint {path}: no such file") from None
+        raise Lenet5Error(f"{where}: no such file") from None
     except ValueError as e:
         if "allow_pickle" in str(e):
-            raise Lenet5Error(f"checkpoint {path}: holds a pickled object; refusing to load it") from None
-        raise Lenet5Error(f"checkpoint {path}: not a valid .npz ({e})") from None
+            raise Lenet5Error(f"{where}: holds a pickled object; refusing to load it") from None
+        raise Lenet5Error(f"{where}: not a valid .npz ({e})") from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise Lenet5Error(f"checkpoint {path}: not a valid .npz ({e})") from None
+        raise Lenet5Error(f"{where}: not a valid .npz ({e})") from None

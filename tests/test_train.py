@@ -1,0 +1,140 @@
+"""Training: the paper's schedule, a real short run on MNIST, resume == uninterrupted, NaN."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from lenet5 import LeNet5, Lenet5Error
+from lenet5.prototypes import BITMAP_COLS, BITMAP_ROWS, DIGIT_BITMAPS, parse_bitmap, rbf_prototypes
+from lenet5.train import Interrupted, Trainer, TrainConfig, sdlm_epsilon
+
+
+def test_prototypes_are_ten_distinct_7x12_bitmaps():
+    bitmaps = [parse_bitmap(art) for art in DIGIT_BITMAPS]
+    assert len(bitmaps) == 10
+    assert all(b.shape == (BITMAP_ROWS, BITMAP_COLS) == (12, 7) for b in bitmaps)
+    P = rbf_prototypes()
+    assert P.shape == (10, 84) and set(np.unique(P)) == {-1.0, 1.0}
+    distances = ((P[:, None] - P[None]) ** 2).sum(-1)
+    assert (distances + np.eye(10) * 1e9).min() > 0  # pairwise distinct
+    assert np.array_equal(LeNet5.init(seed=0, dtype=np.float64).prototypes, P)
+
+
+def test_epsilon_schedule_is_the_papers():
+    got = [sdlm_epsilon(e) for e in range(1, 21)]
+    assert got == [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8
+
+
+def small(mnist, n_train, n_test=2000):
+    (tx, ty), (vx, vy) = mnist
+    return (tx[:n_train], ty[:n_train]), (vx[:n_test], vy[:n_test])
+
+
+def test_short_real_run_learns(mnist, tmp_path):
+    """One SDLM pass over 6,000 real MNIST digits: the whole pipeline on real data."""
+    config = TrainConfig(epochs=1, seed=0)
+    history = Trainer(config, small(mnist, 6000), tmp_path, progress=False, log=lambda s: None).run()
+    assert len(history) == 1
+    row = history[0]
+    assert row["test_error_pct"] < 12.0, row  # chance is 90%
+    assert row["train_error_pct"] < 12.0, row
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == history
+    assert (tmp_path / "metrics.csv").read_text().startswith("epoch,lr,train_loss")
+    net = LeNet5.load(tmp_path / "checkpoint.npz")
+    assert np.array_equal(net.theta, LeNet5.load(tmp_path / "checkpoint.npz").theta)
+
+
+@pytest.mark.parametrize("optimizer,batch", [("sdlm", 1), ("sgd", 1), ("sgd", 32)])
+def test_resume_after_interrupt_equals_uninterrupted(mnist, tmp_path, optimizer, batch):
+    config = dict(epochs=2, seed=3, optimizer=optimizer, batch_size=batch, train_size=1200)
+    data = small(mnist, 1200, 300)
+    quiet = dict(progress=False, log=lambda s: None)
+    straight = Trainer(TrainConfig(**config), data, tmp_path / "a", **quiet)
+    straight.run()
+
+    interrupted = Trainer(TrainConfig(**config), data, tmp_path / "b", **quiet)
+    original = interrupted._train_slice
+    calls = []
+
+    def slice_then_interrupt(idx, losses):
+        original(idx, losses)
+        calls.append(len(idx))
+        if interrupted.epoch == 2 and len(calls) >= 2:
+            interrupted._stop = True  # what Ctrl-C does
+
+    interrupted._train_slice = slice_then_interrupt
+    with pytest.raises(Interrupted, match="epoch 2"):
+        interrupted.run()
+    net, state = LeNet5.load(tmp_path / "b" / "checkpoint.npz", with_state=True)
+    assert 0 < int(state["state.position"]) < 1200
+    saved = json.loads(str(state["state.config"]))
+    resumed = Trainer(TrainConfig(**saved), data, tmp_path / "b", net=net, state=state, **quiet)
+    history = resumed.run()
+    assert np.array_equal(resumed.net.theta, straight.net.theta)
+    assert [r["test_error_pct"] for r in history] == [r["test_error_pct"] for r in straight.history]
+
+
+def test_divergence_stops_with_a_clear_message(mnist, tmp_path):
+    config = TrainConfig(epochs=1, optimizer="sgd", lr=1e30, train_size=600)
+    trainer = Trainer(config, small(mnist, 600, 100), tmp_path, progress=False, log=lambda s: None)
+    with pytest.raises(Lenet5Error, match=r"diverged: loss became NaN/inf at epoch 1, sample \d+"):
+        trainer.run()
+
+
+def test_bad_configs_are_rejected(mnist, tmp_path):
+    for bad in (dict(optimizer="adam"), dict(loss="hinge"), dict(optimizer="sdlm", batch_size=8),
+                dict(batch_size=0), dict(mu=0.0)):
+        with pytest.raises(Lenet5Error):
+            Trainer(TrainConfig(**bad), small(mnist, 100, 10), tmp_path)
+
+
+def run_cli(*args, env_extra=None, **kwargs):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "lenet5", *args], capture_output=True, text=True,
+                          env=env, **kwargs)
+
+
+def test_cli_ctrl_c_saves_and_resume_finishes(mnist_dir, tmp_path):
+    """A real SIGINT mid-run: exit 130, a resume hint, and --resume reaches the same weights."""
+    common = ["--train-size", "6000", "--epochs", "2", "--seed", "1", "--data-dir", str(mnist_dir), "--quiet"]
+    straight = run_cli("train", *common, "--out", str(tmp_path / "a"))
+    assert straight.returncode == 0, straight.stderr
+    assert "Python" not in straight.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "lenet5", "train", *common, "--out", str(tmp_path / "b")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while True:  # wait until epoch 1 is done, then interrupt inside epoch 2
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        if line.startswith("epoch   1"):
+            break
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "resume with: lenet5 train --resume" in err and "Traceback" not in err
+    resumed = run_cli("train", "--resume", str(tmp_path / "b" / "checkpoint.npz"), "--quiet",
+                      "--data-dir", str(mnist_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    a = LeNet5.load(tmp_path / "a" / "checkpoint.npz")
+    b = LeNet5.load(tmp_path / "b" / "checkpoint.npz")
+    assert np.array_equal(a.theta, b.theta)
+
+
+def test_cli_evaluate_prints_error_and_confusion(mnist_dir, tmp_path):
+    net = LeNet5.init(seed=0)
+    net.save(tmp_path / "net.npz")
+    out = run_cli("evaluate", "--checkpoint", str(tmp_path / "net.npz"), "--data-dir", str(mnist_dir), "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert np.sum(result["confusion"]) == 10_000
+    assert result["errors"] == len(result["misclassified"]) == 10_000 - np.trace(result["confusion"])
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    out = run_cli("evaluate", "--checkpoint", str(bad), "--data-dir", str(mnist_dir))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not a valid .npz" in out.stderr
