@@ -34,6 +34,9 @@ def register(sub):
     p.add_argument("--mu", type=float, default=DEFAULTS.mu,
                    help=f"SDLM damping mu in eta = epsilon / (mu + h) (default {DEFAULTS.mu}; the paper prints 0.02)")
     p.add_argument("--train-size", type=int, default=0, help="train on the first N images only (default: all 60,000)")
+    p.add_argument("--distortions", type=int, default=0, metavar="N",
+                   help="add N randomly distorted copies of the training images, made once "
+                   "(the paper's distorted run: 540000); passes stay the size of the training set")
     p.add_argument("--dtype", choices=("float32", "float64"), default=DEFAULTS.dtype, help="floating point type")
     p.add_argument("--data-dir", help="MNIST folder (default $LENET5_DATA_DIR or ./data/mnist); downloaded if missing")
     p.add_argument("--out", help="run folder (default runs/<timestamp>; with --resume, the checkpoint's folder)")
@@ -55,13 +58,14 @@ def run(args):
         if "state.config" not in state:
             raise Lenet5Error(f"{args.resume} holds no training state; it cannot be resumed")
         saved = json.loads(str(state["state.config"]))
-        config = TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig)})
+        config = TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
         config.epochs = max(config.epochs, args.epochs) if args.epochs != DEFAULTS.epochs else config.epochs
         out = Path(args.out) if args.out else Path(args.resume).parent
     else:
         config = TrainConfig(epochs=args.epochs, seed=args.seed, optimizer=args.optimizer,
                              loss=args.loss, j=args.j, batch_size=args.batch_size, lr=args.lr, mu=args.mu,
-                             train_size=args.train_size, dtype=args.dtype)
+                             train_size=args.train_size, dtype=args.dtype,
+                             distortions=args.distortions)
         out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     config.check()
     data = load_data(args.data_dir)
