@@ -1,0 +1,125 @@
+"""The Fig. 9 fully connected baselines: parameter counts, initialisation, the crop, the
+forward pass against numpy, finite-difference gradients, the online step, a short MNIST run."""
+import numpy as np
+import pytest
+
+from lenet5.architecture import TANH_A, TANH_S
+from lenet5.mlp import (
+    MLP, PAPER_BASELINES, flatten_images, layer_sizes, n_params, pass_factor, train_mlp,
+    train_online,
+)
+
+
+def images(n, seed=0):
+    return np.random.default_rng(seed).uniform(-0.1, 1.175, (n, 32, 32))
+
+
+def test_parameter_counts_are_the_papers():
+    # weights + one bias per unit, worked out by hand
+    assert 784 * 10 + 10 == 7_850
+    assert (784 * 300 + 300) + (300 * 10 + 10) == 238_510
+    assert (784 * 1000 + 1000) + (1000 * 10 + 10) == 795_010
+    assert (784 * 300 + 300) + (300 * 100 + 100) + (100 * 10 + 10) == 266_610
+    expected = {(): 7_850, (300,): 238_510, (1000,): 795_010, (300, 100): 266_610}
+    for hidden, count in expected.items():
+        assert n_params(hidden) == count == PAPER_BASELINES[hidden][0]
+        assert MLP.init(hidden, seed=0).n_params == count
+
+
+def test_init_follows_the_fan_in_rule():
+    net = MLP.init((300, 100), seed=0, dtype=np.float64)
+    for l, fan_in in enumerate((784, 300, 100)):
+        w, b = net.weights(l)
+        bound = 2.4 / fan_in
+        assert np.all(np.abs(w) <= bound) and np.all(np.abs(b) <= bound)
+        assert np.abs(w).max() > 0.9 * bound
+    assert not np.array_equal(net.theta, MLP.init((300, 100), seed=1, dtype=np.float64).theta)
+
+
+def test_images_are_cropped_to_the_28x28_digit():
+    x = images(2)
+    flat = flatten_images(x)
+    assert flat.shape == (2, 784)
+    np.testing.assert_array_equal(flat.reshape(2, 28, 28), x[:, 2:30, 2:30])
+    np.testing.assert_array_equal(flatten_images(x[:, 2:30, 2:30]), flat)
+
+
+@pytest.mark.parametrize("hidden", [(), (7,), (6, 5)])
+def test_forward_matches_numpy(hidden):
+    net = MLP.init(hidden, seed=3, dtype=np.float64)
+    # larger weights than the init so that tanh is exercised away from its linear part
+    net.theta *= 50
+    x = flatten_images(images(4, seed=1))
+    h = x
+    n_layers = len(net.sizes) - 1
+    for l in range(n_layers):
+        w, b = net.weights(l)
+        h = h @ w.T + b
+        if l < n_layers - 1 or hidden:  # linear output only for the linear classifier
+            h = TANH_A * np.tanh(TANH_S * h)
+    np.testing.assert_allclose(net.forward(x), h, rtol=1e-12, atol=1e-13)
+    loss, _ = net.loss_and_gradient(x, np.array([0, 3, 5, 9]))
+    targets = -np.ones((4, 10))
+    targets[np.arange(4), [0, 3, 5, 9]] = 1.0
+    assert loss == pytest.approx(0.5 * ((h - targets) ** 2).sum(axis=1).mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("hidden", [(), (7,), (6, 5), (300, 100)])
+def test_gradients_match_central_differences_float64(hidden):
+    net = MLP.init(hidden, seed=11, dtype=np.float64)
+    net.theta *= 20  # away from the near-linear start, so every layer's curvature shows
+    x = images(3, seed=2)
+    labels = np.array([0, 4, 9])
+    _, grad = net.loss_and_gradient(x, labels)
+    rng = np.random.default_rng(0)
+    h = 1e-3
+    for l in range(len(net.sizes) - 1):  # every layer, weights and biases
+        lo, hi = net.w_off[l], net.b_off[l] + net.sizes[l + 1]
+        part = grad[lo:hi]
+        candidates = lo + np.flatnonzero(np.abs(part) > 1e-3 * np.abs(part).max())
+        for k in rng.choice(candidates, size=min(6, len(candidates)), replace=False):
+            old = net.theta[k]
+            f = {}
+            for step in (-2, -1, 1, 2):
+                net.theta[k] = old + step * h
+                f[step] = net.loss_and_gradient(x, labels)[0]
+            net.theta[k] = old
+            numeric = (8 * (f[1] - f[-1]) - (f[2] - f[-2])) / (12 * h)
+            rel = abs(grad[k] - numeric) / max(abs(grad[k]), abs(numeric))
+            assert rel < 1e-6, (hidden, l, k, grad[k], numeric, rel)
+
+
+def test_online_steps_equal_gradient_steps():
+    net = MLP.init((6, 5), seed=4, dtype=np.float64)
+    x = flatten_images(images(3, seed=1))
+    labels = np.array([2, 5, 1])
+    order = np.array([2, 0, 1])
+    rates = net.rates(32.0, 0.1)
+    np.testing.assert_allclose(rates, [32 / 784, 32 / 6, 0.1 / 5])
+    manual = MLP((6, 5), net.theta.copy())
+    per_param = np.concatenate([np.full(net.b_off[l] + net.sizes[l + 1] - net.w_off[l], rates[l])
+                                for l in range(3)])
+    for s in order:
+        _, g = manual.loss_and_gradient(x[s:s + 1], labels[s:s + 1])
+        manual.theta -= per_param * g
+    losses = np.zeros(3)
+    train_online(np.ascontiguousarray(x), labels, order, net.theta, rates, net.sizes, net.w_off,
+                 net.b_off, net.a_off, net.tanh_out, losses)
+    np.testing.assert_allclose(net.theta, manual.theta, rtol=1e-12, atol=1e-15)
+
+
+def test_pass_schedule_is_the_papers_ratios():
+    assert [pass_factor(e) for e in range(1, 15)] == [
+        1, 1, 0.4, 0.4, 0.4, 0.2, 0.2, 0.2, 0.1, 0.1, 0.1, 0.1, 0.02, 0.02]
+    assert list(layer_sizes((300, 100))) == [784, 300, 100, 10]
+
+
+@pytest.mark.parametrize("hidden", [(), (300,)])
+def test_short_mnist_run_learns(mnist, hidden):
+    result = train_mlp(mnist, hidden=hidden, epochs=1, seed=0, train_size=500, progress=False,
+                       log=lambda s: None)
+    (row,) = result["history"]
+    assert set(row) >= {"epoch", "train_error_pct", "test_error_pct", "seconds", "samples_per_s"}
+    assert np.isfinite(row["train_loss"])
+    assert row["test_error_pct"] < 60.0  # chance is 90 %
+    assert result["n_params"] == n_params(hidden)
