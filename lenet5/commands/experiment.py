@@ -1,0 +1,56 @@
+"""`lenet5 experiment NAME|all`: rerun one of the paper-era experiments into results/NAME/."""
+from pathlib import Path
+
+from ..errors import Lenet5Error
+
+
+def register(sub):
+    from ..experiments import NAMES
+
+    p = sub.add_parser(
+        "experiment", help="reproduce a paper-era experiment into results/NAME/",
+        description="Run one of the paper's experiments with the shared network and trainer, "
+        "and write results/NAME/ (results.json, results.csv, README.md with the paper's figures "
+        "beside ours, PNG figures when matplotlib is installed). Experiments: " + ", ".join(NAMES) + ".")
+    p.add_argument("name", metavar="NAME", choices=(*NAMES, "all"), help=" | ".join(NAMES) + " | all")
+    p.add_argument("--tiny", action="store_true",
+                   help="a few hundred samples, one pass: checks every code path in seconds")
+    p.add_argument("--seeds", help="comma-separated seeds (default: 0,1,2 for curves and "
+                   "distortions, 0 elsewhere)")
+    p.add_argument("--epochs", type=int, help="passes per training run (default: 20, the paper's; "
+                   "baselines 10)")
+    p.add_argument("--processes", type=int, default=2,
+                   help="independent runs in parallel, one process each (default 2)")
+    p.add_argument("--data-dir", help="MNIST folder (default $LENET5_DATA_DIR or ./data/mnist)")
+    p.add_argument("--results", default="results", help="results root (default ./results)")
+    p.add_argument("--runs", default="runs/experiments",
+                   help="checkpoints and per-run metrics (default ./runs/experiments)")
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse runs already finished with the same settings (saved under --runs) "
+                   "instead of training them again, e.g. after a crash or to redraw a report")
+    p.add_argument("--checkpoint", help="rejection: the checkpoint to analyse (default: the shipped one)")
+    p.set_defaults(func=run)
+
+
+def options(args):
+    from ..experiments.runner import Options
+
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else ()
+    except ValueError:
+        raise Lenet5Error(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+    if (args.epochs is not None and args.epochs < 1) or args.processes < 1:
+        raise Lenet5Error("--epochs and --processes must be at least 1")
+    return Options(tiny=args.tiny, seeds=seeds, epochs=args.epochs, processes=args.processes,
+                   data_dir=args.data_dir, results=Path(args.results), runs=Path(args.runs),
+                   checkpoint=args.checkpoint, reuse=args.reuse)
+
+
+def run(args):
+    from ..experiments import NAMES
+    from ..experiments.runner import run_experiment
+
+    opts = options(args)
+    for name in NAMES if args.name == "all" else (args.name,):
+        run_experiment(name, opts)
+    return 0

@@ -1,0 +1,23 @@
+"""The paper-era experiments, one module each; `lenet5 experiment NAME` runs one.
+
+Each module defines `jobs(opts) -> [Job]` (independent runs, executed in parallel processes)
+and `report(results, opts) -> dict` (our figures beside the paper's); optionally
+`figures(results, opts, folder, plt) -> {file: caption}` (PNG, needs matplotlib).
+"""
+import importlib
+
+# name on the command line -> module
+MODULES = {
+    "curves": "curves",
+    "distortions": "distortions",
+    "train-size": "train_size",
+    "connections": "connections",
+    "ablations": "ablations",
+    "baselines": "baselines",
+    "rejection": "rejection",
+}
+NAMES = tuple(MODULES)
+
+
+def module(name):
+    return importlib.import_module(f"{__name__}.{MODULES[name]}")

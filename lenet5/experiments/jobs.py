@@ -1,0 +1,64 @@
+"""The jobs experiments run: one training run of the shared trainer with a configuration,
+and the summaries every experiment needs from a trained network."""
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .runner import TINY_TRAIN_SIZE, log_prefixed
+
+
+@lru_cache(maxsize=2)
+def mnist(data_dir=None):
+    from ..mnist import load_mnist
+
+    return load_mnist("train", data_dir=data_dir), load_mnist("test", data_dir=data_dir)
+
+
+def train_run(key, config, runs, data_dir=None, tiny=False, keep_outputs=False):
+    """One run of lenet5.train.Trainer. config: TrainConfig fields. Returns the metrics history,
+    the final test error, and (keep_outputs) the test-set RBF outputs of the final network."""
+    from ..train import TrainConfig, Trainer
+
+    config = dict(config)
+    if tiny:
+        config.update(epochs=1, train_size=config.get("train_size") or TINY_TRAIN_SIZE)
+        config["train_size"] = min(config["train_size"], TINY_TRAIN_SIZE)
+    data = mnist(data_dir)
+    out = Path(runs) / key
+    started = time.perf_counter()
+    trainer = Trainer(TrainConfig(**config), data, out, progress=False, log=log_prefixed(key))
+    history = trainer.run()
+    result = {"config": config, "history": history, "seconds": round(time.perf_counter() - started, 1),
+              "final": history[-1] if history else None, "checkpoint": str(trainer.checkpoint_path)}
+    if keep_outputs:
+        result.update(test_outputs(trainer.net, data[1][0], data[1][1]))
+    return result
+
+
+def test_outputs(net, images, labels):
+    """RBF outputs on the test set and the misclassified images (index, true, predicted)."""
+    y = net.forward(images.astype(net.dtype))
+    predicted = np.argmin(y, axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    return {"test_y": y.tolist(), "misclassified": wrong.tolist(),
+            "true": labels[wrong].tolist(), "predicted": predicted[wrong].tolist()}
+
+
+def per_pass(results, column):
+    """{key: result} -> array (runs, passes) of one metrics column."""
+    return np.array([[row[column] for row in r["history"]] for r in results.values()])
+
+
+def spread(values):
+    """mean, min, max of a 1-D sequence."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.min()), float(values.max())
+
+
+def mean_range(values, digits=2):
+    mean, lo, hi = spread(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"

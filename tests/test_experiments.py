@@ -1,0 +1,96 @@
+"""Every experiment's tiny configuration runs end to end and writes its results."""
+import json
+
+import numpy as np
+import pytest
+
+from lenet5.cli import main
+from lenet5.experiments import NAMES, plots, runner
+from lenet5.experiments.rejection import reject_for, rejection_curve
+
+
+@pytest.fixture
+def out(tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setenv("LENET5_DATA_DIR", str(mnist_dir))
+    return tmp_path
+
+
+def run_tiny(out, name, *extra):
+    code = main(["experiment", name, "--tiny", "--processes", "1", "--results", str(out / "results"),
+                 "--runs", str(out / "runs"), *extra])
+    assert code == 0
+    folder = out / "results" / name
+    result = json.loads((folder / "results.json").read_text())
+    assert result["tiny"] and result["rows"]
+    assert (folder / "results.csv").read_text().count("\n") == len(result["rows"]) + 1
+    readme = (folder / "README.md").read_text()
+    assert f"lenet5 experiment {name} --tiny" in readme and "|---" in readme
+    index = (out / "results" / "README.md").read_text()
+    assert f"[{name}]({name}/README.md)" in index
+    return result
+
+
+def test_curves_tiny(out):
+    result = run_tiny(out, "curves")
+    rows = result["rows"]
+    assert [r["pass"] for r in rows] == [1]
+    assert 0 <= rows[0]["test_error_pct"] <= 100
+    assert result["data"]["seeds"] == ["seed0"]
+
+
+def test_train_size_tiny(out):
+    result = run_tiny(out, "train-size")
+    assert result["data"]["sizes"] == [100, 200, 300]
+
+
+def test_rejection_on_a_trained_checkpoint(out, tmp_path):
+    from lenet5.train import TrainConfig, Trainer
+    from lenet5.experiments.jobs import mnist
+
+    data = mnist(None)
+    Trainer(TrainConfig(epochs=1, train_size=2000, optimizer="sgd", lr=3e-3), data, tmp_path / "run",
+            progress=False, log=lambda s: None).run()
+    result = run_tiny(out, "rejection", "--checkpoint", str(tmp_path / "run" / "checkpoint.npz"))
+    row = result["rows"][0]
+    assert 0 < row["reject_pct_for_0.5"] < 100
+    assert row["test_error_pct"] > 0.5
+
+
+def test_rejection_measure_on_constructed_outputs():
+    # 4 patterns; the two wrong ones have the smallest gaps, so rejecting 50% leaves 0% error
+    labels = np.array([0, 1, 2, 3])
+    y = np.array([[0.0, 9, 9, 9], [9, 0.0, 9, 9], [0.9, 1.1, 1.0, 9], [9, 1.2, 9, 1.3]])
+    rejected, error = rejection_curve(y, labels)
+    assert error[-1] == 50.0
+    assert reject_for(y, labels, 0.5) == 50.0
+    assert reject_for(y, labels, 50.0) == 0.0
+
+
+def test_without_matplotlib_figures_are_skipped_with_a_note(out, monkeypatch):
+    monkeypatch.setattr(plots, "pyplot", lambda: None)
+    run_tiny(out, "curves")
+    readme = (out / "results" / "curves" / "README.md").read_text()
+    assert "figures skipped: matplotlib is not installed" in readme
+    assert not list((out / "results" / "curves").glob("*.png"))
+
+
+def test_jobs_run_in_separate_processes(out):
+    opts = runner.Options(processes=2, log=lambda s: None)
+    jobs = [runner.Job(f"j{k}", "os:getpid") for k in range(2)]
+    # os.getpid takes no key argument: a failing job is reported by name
+    with pytest.raises(Exception, match="job j0 failed|job j1 failed"):
+        runner.run_jobs(jobs, opts)
+
+
+def test_unknown_experiment_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["experiment", "nope"])
+    assert e.value.code == 2
+    assert NAMES[0] in capsys.readouterr().err
+
+
+def test_baselines_tiny(out):
+    result = run_tiny(out, "baselines")
+    params = {r["network"]: r["n_params"] for r in result["rows"]}
+    assert params == {"linear": 7_850, "mlp-300": 238_510, "mlp-1000": 795_010, "mlp-300-100": 266_610}
+    assert all(r["test_error_pct"] < 90 for r in result["rows"])  # better than chance after 300 samples
