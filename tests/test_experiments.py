@@ -94,3 +94,10 @@ def test_baselines_tiny(out):
     params = {r["network"]: r["n_params"] for r in result["rows"]}
     assert params == {"linear": 7_850, "mlp-300": 238_510, "mlp-1000": 795_010, "mlp-300-100": 266_610}
     assert all(r["test_error_pct"] < 90 for r in result["rows"])  # better than chance after 300 samples
+
+
+def test_distortions_tiny(out):
+    result = run_tiny(out, "distortions")
+    assert result["data"]["errors"][0] == round(result["rows"][0]["test_error_pct"] * 100)
+    readme = (out / "results" / "distortions" / "README.md").read_text()
+    assert "translation ±2 px" in readme

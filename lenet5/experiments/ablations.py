@@ -1,7 +1,7 @@
 """`ablations`: change one component at a time from the exact configuration (RBF output +
 MAP criterion, SDLM, trainable subsampling, scaled tanh) and report the test error of each."""
 from ..model import MAP_J
-from .jobs import mean_range, per_pass
+from .jobs import per_pass
 from .runner import Job
 
 # key -> (what changes, TrainConfig overrides); the first row is the exact configuration

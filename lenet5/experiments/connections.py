@@ -29,11 +29,11 @@ def jobs(opts):
     return [
         Job("table-sdlm", train, dict(config={"seed": seed, "epochs": opts.train_epochs},
                                       runs=str(opts.runs / "connections"), **common)),
-        Job("full-sdlm", train, dict(config={"seed": seed, "epochs": opts.train_epochs, "c3": "full"},
-                                     runs=str(opts.runs / "connections"), **common)),
         Job("full-sgd", combos, dict(epochs=opts.train_epochs, seed=seed, frozen=True, **common)),
         Job("learned-sgd", combos, dict(epochs=opts.train_epochs, seed=seed, **common)),
         Job("learned-l1-sgd", combos, dict(epochs=opts.train_epochs, seed=seed, lam=L1_LAMBDA, **common)),
+        Job("full-sdlm", train, dict(config={"seed": seed, "epochs": opts.train_epochs, "c3": "full"},
+                                     runs=str(opts.runs / "connections"), **common)),
     ]
 
 

@@ -178,7 +178,7 @@ def write_results(name, opts, report, seconds):
             writer.writerows(rows)
         tmp.replace(folder / "results.csv")
     lines = [f"# {name}", "", report["headline"], "",
-             f"Command: `{meta['command']}` — {seconds / 60:.1f} min wall on this machine "
+             f"Command: `{meta['command']}` — {duration(seconds)} wall on this machine "
              f"({meta['machine']['cpus']} CPUs), {meta['date']}.", "", report["table"], ""]
     for note in report.get("notes", []):
         lines += [f"- {note}"]
@@ -205,7 +205,7 @@ def write_index(results_dir):
             continue
         meta = json.loads(path.read_text())
         lines.append(f"| [{name}]({name}/README.md) | {meta['headline']} | `{meta['command']}` | "
-                     f"{meta['wall_seconds'] / 60:.1f} min |")
+                     f"{duration(meta['wall_seconds'])} |")
     if (results_dir / "bench.md").exists():
         lines += ["", "Speed: [bench.md](bench.md) (`lenet5 bench`, against PyTorch and JAX)."]
     (results_dir / "README.md").write_text("\n".join(lines) + "\n")
@@ -238,8 +238,8 @@ def run_experiment(name, opts):
     return report
 
 
-def fmt(x, digits=2):
-    return "—" if x is None else f"{x:.{digits}f}"
+def duration(seconds):
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def log_prefixed(key):
