@@ -162,6 +162,35 @@ def bench_infer(s, batch):
     return step
 
 
+def latency_figures(s, calls):
+    """Median wall time (microseconds) of one call for a single 32x32 image, after warm-up:
+    the forward kernel, and forward + criterion + backward (gradient into a buffer)."""
+    image, label = s.images[0], int(s.labels[0])
+    work = engine.new_workspace(s.net.theta[:1])
+    acts, _, scratch = work
+    grad = np.zeros_like(s.net.theta)
+    j = s.dtype(1.0)
+
+    def forward():
+        engine.sample_forward(image, s.net.theta, s.net.prototypes, C1_PAIRS, C3_PAIRS, acts, scratch)
+
+    def forward_backward():
+        engine.sample_loss_gradient(image, label, s.net.theta, s.net.prototypes, C1_PAIRS, C3_PAIRS,
+                                    MAP, j, work, grad)
+
+    out = {}
+    for name, call in (("latency_forward_us", forward), ("latency_fwd_bwd_us", forward_backward)):
+        for _ in range(20):
+            call()
+        times = np.empty(calls)
+        for k in range(calls):
+            start = time.perf_counter()
+            call()
+            times[k] = time.perf_counter() - start
+        out[name] = 1e6 * float(np.median(times))
+    return out
+
+
 def thread_bounds(n):
     parts = max(1, min(numba.get_num_threads(), n))
     return np.linspace(0, n, parts + 1).astype(np.int64)
@@ -321,6 +350,12 @@ def run(args):
                              + HESSIAN_SAMPLES / figures["hessian_500"][0]
                              + EVAL / figures["infer_1000"][0])
         result["paper_protocol_s" + suffix] = protocol
+        latency = latency_figures(Setup(dtype), 50 if args.tiny else 3000)
+        for name, value in latency.items():
+            result[name + suffix] = value
+        print(f"{'  single image, median of calls after warm-up':<42}{dtype_name:<9}"
+              f"forward {latency['latency_forward_us']:.1f} us, forward+backward "
+              f"{latency['latency_fwd_bwd_us']:.1f} us")
         print(f"{'  => paper protocol (20 x: 60k SDLM + 500 Hessian + 70k eval)':<62}{protocol:>8.0f} s")
     distort = distortion_figure(mode, repeats, notes)
     if distort:

@@ -74,12 +74,38 @@ def test_without_matplotlib_figures_are_skipped_with_a_note(out, monkeypatch):
     assert not list((out / "results" / "curves").glob("*.png"))
 
 
-def test_jobs_run_in_separate_processes(out):
-    opts = runner.Options(processes=2, log=lambda s: None)
-    jobs = [runner.Job(f"j{k}", "os:getpid") for k in range(2)]
-    # os.getpid takes no key argument: a failing job is reported by name
-    with pytest.raises(Exception, match="job j0 failed|job j1 failed"):
-        runner.run_jobs(jobs, opts)
+def job_pid(key, fail=False):
+    import os
+
+    if fail:
+        raise ValueError("boom")
+    return {"pid": os.getpid()}
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_failed_job_is_named_and_the_others_are_kept(tmp_path, processes):
+    opts = runner.Options(processes=processes, runs=tmp_path, log=lambda s: None)
+    jobs = [runner.Job("ok", "test_experiments:job_pid"),
+            runner.Job("bad", "test_experiments:job_pid", {"fail": True})]
+    from lenet5.errors import Lenet5Error
+
+    with pytest.raises(Lenet5Error, match="1 of 2 runs failed.*bad: ValueError: boom"):
+        runner.run_jobs(jobs, opts, "demo")
+    saved = tmp_path / "demo" / "ok.result.json"
+    assert saved.exists()
+    # --reuse takes the saved result instead of running the job again
+    opts.reuse = True
+    first = json.loads(saved.read_text())["result"]
+    assert runner.run_jobs(jobs[:1], opts, "demo") == {"ok": first}
+
+
+def test_jobs_run_in_separate_processes(tmp_path):
+    import os
+
+    opts = runner.Options(processes=2, runs=tmp_path, log=lambda s: None)
+    jobs = [runner.Job(f"j{k}", "test_experiments:job_pid") for k in range(2)]
+    pids = {r["pid"] for r in runner.run_jobs(jobs, opts, "demo").values()}
+    assert os.getpid() not in pids and len(pids) == 2
 
 
 def test_unknown_experiment_is_a_usage_error(capsys):

@@ -105,27 +105,36 @@ def run_jobs(jobs, opts, name="jobs"):
             results[job.key] = saved
     todo = [job for job in jobs if job.key not in results]
     workers = max(1, min(opts.processes, len(todo)))
+    failed = []
+
+    def finish(job, get):
+        """Keep a finished job's result; a failed job is reported once all others are done."""
+        try:
+            results[job.key] = get()
+        except (Exception, KeyboardInterrupt) as e:
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            failed.append(f"{job.key}: {e if isinstance(e, Lenet5Error) else f'{type(e).__name__}: {e}'}")
+            opts.log(f"[{job.key}] failed: {e}")
+            return
+        save_result(job, opts, name, results[job.key])
+        opts.log(f"[{job.key}] done")
+
     if workers == 1:
         for job in todo:
             opts.log(f"[{job.key}] starting")
-            results[job.key] = call(job.fn, dict(job.kwargs, key=job.key))
-            save_result(job, opts, name, results[job.key])
-        return {key: results[key] for key in keys}
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_in_worker, job.fn, dict(job.kwargs, key=job.key), threads): job
-                   for job in todo}
-        opts.log(f"running {len(todo)} jobs in {workers} processes ({threads} thread(s) each)")
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                results[job.key] = future.result()
-            except Lenet5Error:
-                raise
-            except Exception as e:  # a crashed worker: name the job
-                raise Lenet5Error(f"job {job.key} failed: {type(e).__name__}: {e}") from e
-            save_result(job, opts, name, results[job.key])
-            opts.log(f"[{job.key}] done")
+            finish(job, lambda: call(job.fn, dict(job.kwargs, key=job.key)))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_in_worker, job.fn, dict(job.kwargs, key=job.key), threads): job
+                       for job in todo}
+            opts.log(f"running {len(todo)} jobs in {workers} processes ({threads} thread(s) each)")
+            for future in as_completed(futures):
+                finish(futures[future], future.result)
+    if failed:
+        raise Lenet5Error(f"{len(failed)} of {len(jobs)} runs failed (the others are saved; rerun "
+                          "with --reuse to keep them): " + "; ".join(failed))
     return {key: results[key] for key in keys}
 
 
