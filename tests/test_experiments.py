@@ -127,3 +127,19 @@ def test_distortions_tiny(out):
     assert result["data"]["errors"][0] == round(result["rows"][0]["test_error_pct"] * 100)
     readme = (out / "results" / "distortions" / "README.md").read_text()
     assert "translation ±2 px" in readme
+
+
+def test_connections_tiny(out):
+    result = run_tiny(out, "connections")
+    runs = {r["run"]: r for r in result["rows"]}
+    assert {"table-sdlm", "full-sgd", "learned-sgd", "learned-l1-sgd"} <= set(runs)
+    alpha = np.array(result["data"]["alpha"])
+    assert alpha.shape == (16, 6) and np.allclose(alpha.sum(axis=1), 1.0)
+    assert np.array(result["data"]["table_mask"]).sum() == 60  # Table I's connections
+
+
+def test_ablations_tiny(out):
+    result = run_tiny(out, "ablations")
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert rows["exact"]["passes"] == 1
+    assert rows["optimizer=sgd"]["test_error_pct"] is not None and rows["j=10"]["passes"] == 1

@@ -62,3 +62,12 @@ def mean_range(values, digits=2):
     if len(values) == 1:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
+
+
+def missing_options(config):
+    """The keys of `config` the trainer does not know (an engine variant not built yet)."""
+    from dataclasses import fields
+
+    from ..train import TrainConfig
+
+    return sorted(set(config) - {f.name for f in fields(TrainConfig)})
