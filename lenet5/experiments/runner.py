@@ -166,7 +166,18 @@ def write_json(path, obj):
     tmp.replace(path)
 
 
-def write_results(name, opts, report, seconds):
+def run_seconds(results):
+    """Training time summed over the runs (each run's own clock; sums passes if that is all
+    a run reports)."""
+    total = 0.0
+    for r in results.values():
+        if not isinstance(r, dict):
+            continue
+        total += r["seconds"] if "seconds" in r else sum(h.get("seconds", 0) for h in r.get("history", []))
+    return total
+
+
+def write_results(name, opts, report, seconds, runs_seconds=0.0):
     """results/<name>/{results.json, results.csv, README.md}; returns the folder.
     report: {"headline": str, "table": markdown str, "rows": [flat dicts], "data": {...},
              "notes": [str], "figures": {file: caption}}."""
@@ -174,6 +185,7 @@ def write_results(name, opts, report, seconds):
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"experiment": name, "command": command_line(name, opts), "tiny": opts.tiny,
             "date": datetime.date.today().isoformat(), "wall_seconds": round(seconds, 1),
+            "run_seconds": round(runs_seconds, 1), "reused_saved_runs": opts.reuse,
             "machine": machine()}
     write_json(folder / "results.json", dict(meta, headline=report["headline"],
                                              rows=report["rows"], data=report.get("data", {})))
@@ -186,9 +198,9 @@ def write_results(name, opts, report, seconds):
             writer.writeheader()
             writer.writerows(rows)
         tmp.replace(folder / "results.csv")
-    lines = [f"# {name}", "", report["headline"], "",
-             f"Command: `{meta['command']}` — {duration(seconds)} wall on this machine "
-             f"({meta['machine']['cpus']} CPUs), {meta['date']}.", "", report["table"], ""]
+    lines = [f"# {name}", "", report["headline"], "", f"Command: `{meta['command']}` — {timing(meta)} "
+             f"on this machine ({meta['machine']['cpus']} CPUs), {meta['date']}.", "",
+             report["table"], ""]
     for note in report.get("notes", []):
         lines += [f"- {note}"]
     figures = report.get("figures", {})
@@ -207,14 +219,14 @@ def write_index(results_dir):
     lines = ["# Results", "", "Each folder holds one experiment's numbers (`results.json`, "
              "`results.csv`) and a table beside the paper's figures (`README.md`). Regenerate one "
              "with `lenet5 experiment NAME` (or `python scripts/reproduce.py NAME|all`).", "",
-             "| experiment | result | command | wall time |", "|---|---|---|---:|"]
+             "| experiment | result | command | time |", "|---|---|---|---|"]
     for name in NAMES:
         path = results_dir / name / "results.json"
         if not path.exists():
             continue
         meta = json.loads(path.read_text())
         lines.append(f"| [{name}]({name}/README.md) | {meta['headline']} | `{meta['command']}` | "
-                     f"{duration(meta['wall_seconds'])} |")
+                     f"{timing(meta)} |")
     if (results_dir / "bench.md").exists():
         lines += ["", "Speed: [bench.md](bench.md) (`lenet5 bench`, against PyTorch and JAX)."]
     (results_dir / "README.md").write_text("\n".join(lines) + "\n")
@@ -241,10 +253,20 @@ def run_experiment(name, opts):
             report.setdefault("notes", []).append(skipped)
             opts.log(skipped)
     seconds = time.perf_counter() - started
-    folder = write_results(name, opts, report, seconds)
+    folder = write_results(name, opts, report, seconds, run_seconds(results))
     opts.log(report["table"])
     opts.log(f"{report['headline']}\nwrote {folder}/ in {seconds:.0f}s")
     return report
+
+
+def timing(meta):
+    """How long an experiment took: its wall time, or for a report assembled from saved runs
+    (--reuse) the training time of those runs."""
+    runs = meta.get("run_seconds", 0)
+    if meta.get("reused_saved_runs"):
+        return f"assembled from saved runs (`--reuse`) that trained for {duration(runs)} in all"
+    extra = f" ({duration(runs)} of training summed over runs)" if runs > 1.2 * meta["wall_seconds"] else ""
+    return f"{duration(meta['wall_seconds'])} wall{extra}"
 
 
 def duration(seconds):
