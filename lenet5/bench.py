@@ -353,7 +353,7 @@ def run(args):
         latency = latency_figures(Setup(dtype), 50 if args.tiny else 3000)
         for name, value in latency.items():
             result[name + suffix] = value
-        print(f"{'  single image, median of calls after warm-up':<42}{dtype_name:<9}"
+        print(f"{'single image, median after warm-up':<42}{dtype_name:<9}"
               f"forward {latency['latency_forward_us']:.1f} us, forward+backward "
               f"{latency['latency_fwd_bwd_us']:.1f} us")
         print(f"{'  => paper protocol (20 x: 60k SDLM + 500 Hessian + 70k eval)':<62}{protocol:>8.0f} s")
