@@ -61,7 +61,6 @@ stays at ~1/6 in 5; the moved rows favour S2 maps 4 and 5 and match Table I no b
 chance (a row's |table row| largest weights hit the table's links 47 % of the time; chance
 ~50 %).
 """
-import time
 
 import numba as nb
 import numpy as np
@@ -71,7 +70,7 @@ from .architecture import C3_TABLE, KERNEL, LAYER, full_table, table_mask, table
 from .kernels import JIT_OPTIONS
 from .mlp import pass_factor
 from .model import C1_PAIRS, MAP_J, LeNet5, default_prototypes, loss_code
-from .progress import Progress
+from .online import online_pass
 
 OUT_MAPS, IN_MAPS = LAYER["C3"].maps, LAYER["C3"].in_maps  # 16, 6
 ALL_C3_PAIRS = table_pairs(full_table(OUT_MAPS, IN_MAPS))  # all 96 (j, i) pairs
@@ -79,7 +78,6 @@ PAPER_MASK = table_mask(C3_TABLE, IN_MAPS)  # (16, 6) Table I, for comparison
 KERNEL_FAN_IN = KERNEL * KERNEL  # one kernel's taps; W = alpha k then has the 150 rule
 C3_FAN_IN = IN_MAPS * KERNEL * KERNEL
 KERNEL_MODES = ("pair", "input")
-CHUNK = 500  # samples per kernel call (progress and NaN-check granularity)
 
 _C3W = engine.OFFSETS["C3.weight"]  # (start, stop) of C3.weight in theta
 _C3_SHAPE = (OUT_MAPS, IN_MAPS, KERNEL, KERNEL)
@@ -319,22 +317,15 @@ def train_combinations(data, epochs=3, seed=0, lr=1e-3, lam=0.0, train_size=0, p
     history = []
     for epoch in range(1, epochs + 1):
         scale = pass_factor(epoch)
-        order = np.random.default_rng([seed, epoch]).permutation(n)
-        losses = np.zeros(n, dtype=net.dtype)
-        bar = Progress(n, desc=f"epoch {epoch:2d}", enabled=progress)
-        start = time.perf_counter()
-        for a in range(0, n, CHUNK):
-            b = min(a + CHUNK, n)
-            train_online_combinations(train_x, train_y, order[a:b], net.theta, net.k, net.c,
+
+        def step(idx, losses):
+            train_online_combinations(train_x, train_y, idx, net.theta, net.k, net.c,
                                       f(lr * scale), f(lr_kernels * scale),
                                       f(lr_logits * scale), f(lam), net.prototypes, C1_PAIRS,
-                                      ALL_C3_PAIRS, code, f(j), losses[a:b])
-            if not (np.isfinite(losses[a:b]).all() and np.isfinite(net.theta).all()):
-                raise FloatingPointError(f"training diverged in pass {epoch} near sample {b}: "
-                                         "try a smaller learning rate")
-            bar.update(b - a, note=f"loss {losses[:b].mean():.4f}")
-        bar.close()
-        seconds = time.perf_counter() - start
+                                      ALL_C3_PAIRS, code, f(j), losses)
+
+        losses, seconds = online_pass(n, seed, epoch, step, net.theta, net.dtype,
+                                      f"epoch {epoch:2d}", progress)
         row = {"epoch": epoch, "lr": lr * scale,
                "train_loss": float(np.mean(losses, dtype=np.float64)),
                "train_error_pct": _error_pct(net, train_x, train_y),

@@ -42,18 +42,16 @@ long or with which step sizes they were trained, so they are not a target here.
 All weights and biases live in one flat vector, layer after layer (W_l row-major (out, in),
 then b_l), described by a `sizes` array: one compiled kernel serves every architecture.
 """
-import time
 
 import numba as nb
 import numpy as np
 
 from .kernels import JIT_OPTIONS, dense_backward, dense_forward, tanh_backward, tanh_forward
-from .progress import Progress
+from .online import online_pass
 
 INPUTS = 28 * 28
 CLASSES = 10
 PAD = 2  # the preprocessed images are 32x32 with 2 background pixels on every side
-CHUNK = 1000  # samples per kernel call (progress and NaN-check granularity)
 PAPER_BASELINES = {  # hidden layers -> (parameters, test error % in the paper's Fig. 9)
     (): (7_850, 12.0),
     (300,): (238_510, 4.7),
@@ -302,20 +300,13 @@ def train_mlp(data, hidden=(300,), epochs=10, seed=0, lr=32.0, lr_out=0.1, train
     for epoch in range(1, epochs + 1):
         factor = pass_factor(epoch)
         rates = net.rates(lr * factor, lr_out * factor)
-        order = np.random.default_rng([seed, epoch]).permutation(n)
-        losses = np.zeros(n, dtype=net.dtype)
-        bar = Progress(n, desc=f"{name} epoch {epoch:2d}", enabled=progress)
-        start = time.perf_counter()
-        for a in range(0, n, CHUNK):
-            b = min(a + CHUNK, n)
-            train_online(train_x, train_y, order[a:b], net.theta, rates, net.sizes, net.w_off,
-                         net.b_off, net.a_off, net.tanh_out, losses[a:b])
-            if not (np.isfinite(losses[a:b]).all() and np.isfinite(net.theta).all()):
-                raise FloatingPointError(f"training diverged in pass {epoch} near sample {b}: "
-                                         "try a smaller learning rate")
-            bar.update(b - a, note=f"loss {losses[:b].mean():.4f}")
-        bar.close()
-        seconds = time.perf_counter() - start
+
+        def step(idx, losses):
+            train_online(train_x, train_y, idx, net.theta, rates, net.sizes, net.w_off,
+                         net.b_off, net.a_off, net.tanh_out, losses)
+
+        losses, seconds = online_pass(n, seed, epoch, step, net.theta, net.dtype,
+                                      f"{name} epoch {epoch:2d}", progress)
         row = {"epoch": epoch, "lr": lr * factor, "lr_out": lr_out * factor,
                "train_loss": float(np.mean(losses, dtype=np.float64)),
                "train_error_pct": 100.0 * float(np.mean(net.predict(train_x) != train_y)),
