@@ -9,8 +9,8 @@ import numpy as np
 
 from . import engine
 from .architecture import (
-    C3_TABLE, LAYER, LAYERS, PAPER_TOTAL, PARAM_SHAPES, PROTOTYPES, TRAINABLE_NAMES, table_mask,
-    table_pairs,
+    C3_TABLE, KERNEL, LAYER, LAYERS, PAPER_TOTAL, PARAM_SHAPES, PROTOTYPES, full_table,
+    table_mask, table_pairs,
 )
 from .errors import Lenet5Error
 
@@ -21,6 +21,10 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 C1_PAIRS = table_pairs(LAYER["C1"].table)
 C3_PAIRS = table_pairs(C3_TABLE)
 C3_UNCONNECTED = ~table_mask(C3_TABLE, LAYER["C3"].in_maps)  # (16, 6) True where no link
+# C3's wiring: LeCun's Table I (the paper), or every S2 map into every C3 map (for the
+# `connections` experiment). Same storage; "full" simply trains all 96 kernels.
+C3_WIRINGS = ("table", "full")
+_C3_FULL_PAIRS = table_pairs(full_table(LAYER["C3"].maps, LAYER["C3"].in_maps))
 
 # The model checks its own size where it is defined: free parameters = dense storage minus
 # the C3 kernels Table I leaves out, and that must be the paper's 60,000.
@@ -46,7 +50,11 @@ class LeNet5:
     `theta`; `params` maps the paper's layer names to views into it (plus the fixed
     prototypes), so editing `net.params[...]` edits the network."""
 
-    def __init__(self, theta, prototypes):
+    def __init__(self, theta, prototypes, c3="table"):
+        if c3 not in C3_WIRINGS:
+            raise Lenet5Error(f"unknown C3 wiring {c3!r}: choose one of {', '.join(C3_WIRINGS)}")
+        self.c3 = c3
+        self.c3_pairs = C3_PAIRS if c3 == "table" else _C3_FULL_PAIRS
         theta = np.ascontiguousarray(theta)
         if theta.dtype not in (np.float32, np.float64) or theta.shape != (engine.N_THETA,):
             raise Lenet5Error(f"theta must be float32/float64 of shape ({engine.N_THETA},)")
@@ -65,9 +73,10 @@ class LeNet5:
         return {name: flat[a:b].reshape(PARAM_SHAPES[name]) for name, (a, b) in engine.OFFSETS.items()}
 
     @classmethod
-    def init(cls, seed=0, dtype=np.float32, prototypes=None):
+    def init(cls, seed=0, dtype=np.float32, prototypes=None, c3="table"):
         """The paper's initialisation: every weight and bias uniform in [-2.4/F, 2.4/F], F the
-        fan-in of the unit it feeds (4 for a subsampling coefficient: its 2x2 block)."""
+        fan-in of the unit it feeds (4 for a subsampling coefficient: its 2x2 block).
+        c3="full" wires every S2 map to every C3 map (F = 6 x 25 for every C3 unit)."""
         rng = np.random.default_rng(seed)
         theta = np.zeros(engine.N_THETA, dtype=np.float64)
         params = cls.views(theta)
@@ -80,10 +89,15 @@ class LeNet5:
                 arr = params[f"{layer.name}.{part}"]
                 per_map = bound.reshape((-1,) + (1,) * (arr.ndim - 1))
                 arr[...] = rng.uniform(-1.0, 1.0, arr.shape) * per_map
-        params["C3.weight"][C3_UNCONNECTED] = 0.0
+        if c3 == "full":  # drawn after the rest, so every other layer is as with Table I
+            bound = 2.4 / (LAYER["C3"].in_maps * KERNEL * KERNEL)
+            for name in ("C3.weight", "C3.bias"):
+                params[name][...] = rng.uniform(-bound, bound, params[name].shape)
+        else:
+            params["C3.weight"][C3_UNCONNECTED] = 0.0
         if prototypes is None:
             prototypes = default_prototypes(np.float64)
-        return cls(theta.astype(dtype), prototypes)
+        return cls(theta.astype(dtype), prototypes, c3)
 
     # ---------------------------------------------------------------- computing
     def _images(self, x):
@@ -98,7 +112,7 @@ class LeNet5:
         """RBF outputs y (N, 10): squared distances of F6's output to each prototype."""
         x = self._images(x)
         out = np.empty((x.shape[0], 10), dtype=self.dtype)
-        engine.forward_batch(x, self.theta, self.prototypes, C1_PAIRS, C3_PAIRS,
+        engine.forward_batch(x, self.theta, self.prototypes, C1_PAIRS, self.c3_pairs,
                              _thread_bounds(x.shape[0]), out)
         return out
 
@@ -123,7 +137,7 @@ class LeNet5:
         labels = check_labels(labels, len(x))
         losses = np.empty(len(x), dtype=self.dtype)
         grad = np.empty_like(self.theta)
-        engine.loss_gradient_batch(x, labels, self.theta, self.prototypes, C1_PAIRS, C3_PAIRS,
+        engine.loss_gradient_batch(x, labels, self.theta, self.prototypes, C1_PAIRS, self.c3_pairs,
                                    loss_kind, self.dtype.type(j), _thread_bounds(len(x)),
                                    losses, grad)
         grad /= len(x)
@@ -135,6 +149,8 @@ class LeNet5:
         out = {name: np.ascontiguousarray(arr) for name, arr in self.params.items()}
         out["meta.format_version"] = np.array(FORMAT_VERSION)
         out["meta.dtype"] = np.array(str(self.dtype))
+        if self.c3 != "table":  # absent = Table I, so the paper network's files are unchanged
+            out["meta.c3"] = np.array(self.c3)
         return out
 
     def save(self, path, extra=None):
@@ -150,12 +166,13 @@ class LeNet5:
     @classmethod
     def load(cls, path, with_state=False):
         """Load and validate a checkpoint: exactly the known names and shapes, a known format
-        version and dtype, finite values, C3 zero where Table I has no link. Never unpickles."""
+        version and dtype, finite values, C3 zero where Table I has no link (unless the
+        checkpoint says its C3 is fully connected). Never unpickles."""
         arrays = load_npz(path)
         where = f"checkpoint {path}"
         expected = set(PARAM_SHAPES) | {"meta.format_version", "meta.dtype"}
         missing = sorted(expected - set(arrays))
-        unknown = sorted(n for n in set(arrays) - expected if not n.startswith("state."))
+        unknown = sorted(n for n in set(arrays) - expected - {"meta.c3"} if not n.startswith("state."))
         if missing or unknown:
             raise Lenet5Error(f"{where}: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}")
         version = arrays["meta.format_version"]
@@ -177,9 +194,12 @@ class LeNet5:
                 raise Lenet5Error(f"{where}: {name} holds NaN or infinite values")
             if name != PROTOTYPES:
                 params[name][...] = arr
-        if np.any(params["C3.weight"][C3_UNCONNECTED] != 0):
+        c3 = str(arrays["meta.c3"]) if "meta.c3" in arrays else "table"
+        if c3 not in C3_WIRINGS:
+            raise Lenet5Error(f"{where}: meta.c3 is {c3!r}, expected one of {', '.join(C3_WIRINGS)}")
+        if c3 == "table" and np.any(params["C3.weight"][C3_UNCONNECTED] != 0):
             raise Lenet5Error(f"{where}: C3.weight is non-zero where Table I has no connection")
-        net = cls(theta, arrays[PROTOTYPES])
+        net = cls(theta, arrays[PROTOTYPES], c3)
         if with_state:
             return net, {n: a for n, a in arrays.items() if n.startswith("state.")}
         return net

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import engine
 from .errors import Lenet5Error
-from .model import C1_PAIRS, C3_PAIRS, DTYPES, MAP_J, LeNet5, loss_code
+from .model import C1_PAIRS, C3_WIRINGS, DTYPES, MAP_J, LeNet5, loss_code
 from .progress import Progress
 
 # Appendix C: eta_k = epsilon / (mu + h_kk), h re-estimated on 500 samples before each pass.
@@ -60,6 +60,7 @@ class TrainConfig:
     train_size: int = 0  # 0: all 60,000
     dtype: str = "float32"
     distortions: int = 0  # distorted copies added to the training set (paper: 540,000)
+    c3: str = "table"  # C3 wiring: "table" (LeCun's Table I) or "full"
 
     def check(self):
         if self.optimizer not in ("sdlm", "sgd"):
@@ -69,6 +70,8 @@ class TrainConfig:
             raise Lenet5Error("sdlm is the paper's online method: use --batch-size 1")
         if self.batch_size < 1 or self.epochs < 0 or self.train_size < 0 or self.lr <= 0 or self.mu <= 0:
             raise Lenet5Error("--batch-size, --lr and --mu must be positive, --epochs/--train-size >= 0")
+        if self.c3 not in C3_WIRINGS:
+            raise Lenet5Error(f"unknown C3 wiring {self.c3!r}: choose one of {', '.join(C3_WIRINGS)}")
         if self.distortions < 0:
             raise Lenet5Error("--distortions must be >= 0")
         if self.distortions and self.batch_size != 1:
@@ -84,7 +87,7 @@ def hessian_estimate(net, images, rng):
     chosen = images[pick] if isinstance(images, np.ndarray) else images.images(pick)
     hess = np.zeros_like(net.theta)
     engine.hessian_diagonal(np.ascontiguousarray(chosen, dtype=net.dtype), net.theta,
-                            net.prototypes, C1_PAIRS, C3_PAIRS, hess)
+                            net.prototypes, C1_PAIRS, net.c3_pairs, hess)
     return hess / len(pick)
 
 
@@ -149,9 +152,11 @@ class Trainer:
         self.source = (DistortedSource(self.train_x, self.train_y, config.distortions, config.seed)
                        if config.distortions else None)
         self.out_dir = Path(out_dir)
-        self.net = net if net is not None else LeNet5.init(seed=config.seed, dtype=dtype)
+        self.net = net if net is not None else LeNet5.init(seed=config.seed, dtype=dtype, c3=config.c3)
         if self.net.dtype != dtype:
             raise Lenet5Error(f"checkpoint is {self.net.dtype}, run asks for {config.dtype}")
+        if self.net.c3 != config.c3:
+            raise Lenet5Error(f"checkpoint's C3 is {self.net.c3!r}, run asks for {config.c3!r}")
         self.log, self.progress = log, progress
         state = state or {}
         self.history = json.loads(str(state["state.history"])) if "state.history" in state else []
@@ -278,7 +283,7 @@ class Trainer:
                 labels = np.ascontiguousarray(labels, dtype=np.int64)
                 idx = np.arange(len(idx), dtype=np.int64)
             engine.train_online(images, labels, idx, net.theta, self.eta,
-                                net.prototypes, C1_PAIRS, C3_PAIRS, code, j, losses)
+                                net.prototypes, C1_PAIRS, net.c3_pairs, code, j, losses)
             return
         batch_losses, grad = net.losses_and_flat_gradient(self.train_x[idx], self.train_y[idx],
                                                           loss=cfg.loss, j=cfg.j)

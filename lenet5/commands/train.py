@@ -37,6 +37,8 @@ def register(sub):
     p.add_argument("--distortions", type=int, default=0, metavar="N",
                    help="add N randomly distorted copies of the training images, made once "
                    "(the paper's distorted run: 540000); passes stay the size of the training set")
+    p.add_argument("--c3", choices=("table", "full"), default="table",
+                   help="C3 wiring: table = LeCun's Table I (default), full = every S2 map to every C3 map")
     p.add_argument("--dtype", choices=("float32", "float64"), default=DEFAULTS.dtype, help="floating point type")
     p.add_argument("--data-dir", help="MNIST folder (default $LENET5_DATA_DIR or ./data/mnist); downloaded if missing")
     p.add_argument("--out", help="run folder (default runs/<timestamp>; with --resume, the checkpoint's folder)")
@@ -65,7 +67,7 @@ def run(args):
         config = TrainConfig(epochs=args.epochs, seed=args.seed, optimizer=args.optimizer,
                              loss=args.loss, j=args.j, batch_size=args.batch_size, lr=args.lr, mu=args.mu,
                              train_size=args.train_size, dtype=args.dtype,
-                             distortions=args.distortions)
+                             distortions=args.distortions, c3=args.c3)
         out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     config.check()
     data = load_data(args.data_dir)
