@@ -20,13 +20,7 @@ def build_parser():
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"lenet5.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"lenet5.commands.{name}":
-                raise
-            continue  # not built yet
-        module.register(sub)
+        importlib.import_module(f"lenet5.commands.{name}").register(sub)
     return parser
 
 

@@ -30,7 +30,7 @@ def jobs(opts):
     for key, names in skip.items():
         opts.log(f"[{key}] not run: the trainer has no option {', '.join(names)} yet")
     return [Job(key, "lenet5.experiments.jobs:train_run",
-                dict(config=dict(overrides, seed=seed, epochs=opts.train_epochs),
+                dict(config=dict(overrides, seed=seed, epochs=opts.passes()),
                      runs=str(opts.runs / "ablations"), data_dir=opts.data_dir, tiny=opts.tiny))
             for key, (_, overrides) in VARIANTS.items() if key not in skip]
 

@@ -27,12 +27,12 @@ def jobs(opts):
     combos = "lenet5.experiments.connections:combinations_run"
     common = dict(data_dir=opts.data_dir, tiny=opts.tiny)
     all_jobs = [
-        Job("table-sdlm", train, dict(config={"seed": seed, "epochs": opts.train_epochs},
+        Job("table-sdlm", train, dict(config={"seed": seed, "epochs": opts.passes()},
                                       runs=str(opts.runs / "connections"), **common)),
-        Job("full-sgd", combos, dict(epochs=opts.train_epochs, seed=seed, frozen=True, **common)),
-        Job("learned-sgd", combos, dict(epochs=opts.train_epochs, seed=seed, **common)),
-        Job("learned-l1-sgd", combos, dict(epochs=opts.train_epochs, seed=seed, lam=L1_LAMBDA, **common)),
-        Job("full-sdlm", train, dict(config={"seed": seed, "epochs": opts.train_epochs, "c3": "full"},
+        Job("full-sgd", combos, dict(epochs=opts.passes(), seed=seed, frozen=True, **common)),
+        Job("learned-sgd", combos, dict(epochs=opts.passes(), seed=seed, **common)),
+        Job("learned-l1-sgd", combos, dict(epochs=opts.passes(), seed=seed, lam=L1_LAMBDA, **common)),
+        Job("full-sdlm", train, dict(config={"seed": seed, "epochs": opts.passes(), "c3": "full"},
                                      runs=str(opts.runs / "connections"), **common)),
     ]
     runnable = [job for job in all_jobs if not missing_options(job.kwargs.get("config", {}))]

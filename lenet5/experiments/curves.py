@@ -12,7 +12,7 @@ MAX_GRID = 120  # misclassified digits drawn at most (the paper's Fig. 8 shows 8
 
 def jobs(opts):
     return [Job(f"seed{s}", "lenet5.experiments.jobs:train_run",
-                dict(config={"seed": s, "epochs": opts.train_epochs}, runs=str(opts.runs / "curves"),
+                dict(config={"seed": s, "epochs": opts.passes()}, runs=str(opts.runs / "curves"),
                      data_dir=opts.data_dir, tiny=opts.tiny, keep_outputs=True))
             for s in opts.seed_list(SEEDS)]
 

@@ -15,7 +15,7 @@ COPIES_PER_ORIGINAL = PAPER_RESULTS["train_samples_distorted"] // 60_000  # 9
 def jobs(opts):
     originals = TINY_TRAIN_SIZE if opts.tiny else 60_000
     return [Job(f"seed{s}", "lenet5.experiments.jobs:train_run",
-                dict(config={"seed": s, "epochs": opts.train_epochs,
+                dict(config={"seed": s, "epochs": opts.passes(),
                              "distortions": COPIES_PER_ORIGINAL * originals},
                      runs=str(opts.runs / "distortions"), data_dir=opts.data_dir, tiny=opts.tiny,
                      keep_outputs=True))

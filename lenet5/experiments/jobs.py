@@ -22,9 +22,8 @@ def train_run(key, config, runs, data_dir=None, tiny=False, keep_outputs=False):
     from ..train import TrainConfig, Trainer
 
     config = dict(config)
-    if tiny:
-        config.update(epochs=1, train_size=config.get("train_size") or TINY_TRAIN_SIZE)
-        config["train_size"] = min(config["train_size"], TINY_TRAIN_SIZE)
+    if tiny:  # (the pass count is already 1: Options.passes)
+        config["train_size"] = min(config.get("train_size") or TINY_TRAIN_SIZE, TINY_TRAIN_SIZE)
     data = mnist(data_dir)
     out = Path(runs) / key
     started = time.perf_counter()

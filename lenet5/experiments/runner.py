@@ -45,10 +45,6 @@ class Options:
         """Passes per training run: 1 when tiny, else --epochs, else the experiment's default."""
         return 1 if self.tiny else (self.epochs or default)
 
-    @property
-    def train_epochs(self):
-        return self.passes()
-
 
 @dataclass
 class Job:

@@ -14,7 +14,7 @@ def jobs(opts):
     seed = opts.seed_list((0,))[0]
     sizes = TINY_SIZES if opts.tiny else SIZES
     return [Job(f"n{n}", "lenet5.experiments.jobs:train_run",
-                dict(config={"seed": seed, "epochs": opts.train_epochs, "train_size": n},
+                dict(config={"seed": seed, "epochs": opts.passes(), "train_size": n},
                      runs=str(opts.runs / "train-size"), data_dir=opts.data_dir, tiny=False))
             for n in sizes]
 
