@@ -34,6 +34,11 @@ HESSIAN_SAMPLES = 500
 EPSILON_SCHEDULE = ((2, 5e-4), (5, 2e-4), (8, 1e-4), (12, 5e-5))
 EPSILON_FINAL = 1e-5
 
+# S2/S4 variants: the paper's trainable coefficient and bias, or a fixed 2x2 average (the
+# coefficient held at 1/4 and the bias at 0 by a zero step size; the squashing stays).
+POOLINGS = ("trainable", "average")
+SUBSAMPLING_PARAMS = ("S2.coeff", "S2.bias", "S4.coeff", "S4.bias")
+
 CHUNK = 500  # samples per kernel call: the granularity of progress, Ctrl-C and NaN checks
 METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_error_pct", "test_error_pct", "seconds",
                  "samples_per_s")
@@ -61,6 +66,7 @@ class TrainConfig:
     dtype: str = "float32"
     distortions: int = 0  # distorted copies added to the training set (paper: 540,000)
     c3: str = "table"  # C3 wiring: "table" (LeCun's Table I) or "full"
+    pooling: str = "trainable"  # S2/S4: "trainable" (paper) or "average" (coefficient 1/4, bias 0, frozen)
 
     def check(self):
         if self.optimizer not in ("sdlm", "sgd"):
@@ -72,6 +78,8 @@ class TrainConfig:
             raise Lenet5Error("--batch-size, --lr and --mu must be positive, --epochs/--train-size >= 0")
         if self.c3 not in C3_WIRINGS:
             raise Lenet5Error(f"unknown C3 wiring {self.c3!r}: choose one of {', '.join(C3_WIRINGS)}")
+        if self.pooling not in POOLINGS:
+            raise Lenet5Error(f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
         if self.distortions < 0:
             raise Lenet5Error("--distortions must be >= 0")
         if self.distortions and self.batch_size != 1:
@@ -157,6 +165,14 @@ class Trainer:
             raise Lenet5Error(f"checkpoint is {self.net.dtype}, run asks for {config.dtype}")
         if self.net.c3 != config.c3:
             raise Lenet5Error(f"checkpoint's C3 is {self.net.c3!r}, run asks for {config.c3!r}")
+        self.frozen = np.zeros_like(self.net.theta, dtype=bool)  # parameters never stepped
+        if config.pooling == "average":
+            views = LeNet5.views(self.frozen)
+            for name in SUBSAMPLING_PARAMS:
+                views[name][...] = True
+            if net is None:  # a fresh network: the fixed average
+                for name in SUBSAMPLING_PARAMS:
+                    self.net.params[name][...] = 0.25 if name.endswith("coeff") else 0.0
         self.log, self.progress = log, progress
         state = state or {}
         self.history = json.loads(str(state["state.history"])) if "state.history" in state else []
@@ -200,10 +216,13 @@ class Trainer:
     def _step_sizes(self, epoch, rng):
         cfg = self.config
         if cfg.optimizer == "sgd":
-            return cfg.lr, np.full_like(self.net.theta, cfg.lr)
-        eps = sdlm_epsilon(epoch)
-        hess = hessian_estimate(self.net, self.source or self.train_x, rng)
-        return eps, (eps / (cfg.mu + hess)).astype(self.net.dtype)
+            lr, eta = cfg.lr, np.full_like(self.net.theta, cfg.lr)
+        else:
+            lr = sdlm_epsilon(epoch)
+            hess = hessian_estimate(self.net, self.source or self.train_x, rng)
+            eta = (lr / (cfg.mu + hess)).astype(self.net.dtype)
+        eta[self.frozen] = 0.0
+        return lr, eta
 
     def run(self):
         """Train up to config.epochs; returns the metrics history. Raises Interrupted after

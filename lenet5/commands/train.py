@@ -39,6 +39,9 @@ def register(sub):
                    "(the paper's distorted run: 540000); passes stay the size of the training set")
     p.add_argument("--c3", choices=("table", "full"), default="table",
                    help="C3 wiring: table = LeCun's Table I (default), full = every S2 map to every C3 map")
+    p.add_argument("--pooling", choices=("trainable", "average"), default="trainable",
+                   help="S2/S4: trainable coefficient and bias (default, the paper) or a fixed "
+                   "2x2 average (coefficient 1/4, bias 0, not trained)")
     p.add_argument("--dtype", choices=("float32", "float64"), default=DEFAULTS.dtype, help="floating point type")
     p.add_argument("--data-dir", help="MNIST folder (default $LENET5_DATA_DIR or ./data/mnist); downloaded if missing")
     p.add_argument("--out", help="run folder (default runs/<timestamp>; with --resume, the checkpoint's folder)")
@@ -67,7 +70,7 @@ def run(args):
         config = TrainConfig(epochs=args.epochs, seed=args.seed, optimizer=args.optimizer,
                              loss=args.loss, j=args.j, batch_size=args.batch_size, lr=args.lr, mu=args.mu,
                              train_size=args.train_size, dtype=args.dtype,
-                             distortions=args.distortions, c3=args.c3)
+                             distortions=args.distortions, c3=args.c3, pooling=args.pooling)
         out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     config.check()
     data = load_data(args.data_dir)

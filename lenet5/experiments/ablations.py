@@ -1,7 +1,7 @@
 """`ablations`: change one component at a time from the exact configuration (RBF output +
 MAP criterion, SDLM, trainable subsampling, scaled tanh) and report the test error of each."""
 from ..model import MAP_J
-from .jobs import missing_options, per_pass
+from .jobs import per_pass, unsupported
 from .runner import Job
 
 # key -> (what changes, TrainConfig overrides); the first row is the exact configuration
@@ -9,7 +9,8 @@ VARIANTS = {
     "exact": ("nothing: RBF + MAP, SDLM, trainable subsampling, scaled tanh", {}),
     "output=softmax": ("RBF + MAP -> linear output + softmax + cross-entropy", {"output": "softmax"}),
     "optimizer=sgd": ("SDLM -> plain online SGD (lr 1e-3)", {"optimizer": "sgd"}),
-    "pooling=average": ("trainable subsampling -> plain 2x2 average", {"pooling": "average"}),
+    "pooling=average": ("trainable subsampling -> fixed 2x2 average (coefficient 1/4, bias 0)",
+                        {"pooling": "average"}),
     "pooling=max": ("trainable subsampling -> 2x2 max pooling", {"pooling": "max"}),
     "activation=sigmoid": ("scaled tanh -> logistic sigmoid", {"activation": "sigmoid"}),
     "j=0.1": (f"MAP constant j = 0.1 (exact: {MAP_J})", {"j": 0.1}),
@@ -19,16 +20,16 @@ VARIANTS = {
 
 
 def not_built():
-    """Variants whose trainer option does not exist yet: key -> missing option names."""
-    return {key: missing_options(overrides) for key, (_, overrides) in VARIANTS.items()
-            if missing_options(overrides)}
+    """Variants the trainer cannot run yet: key -> why."""
+    return {key: unsupported(overrides) for key, (_, overrides) in VARIANTS.items()
+            if unsupported(overrides)}
 
 
 def jobs(opts):
     seed = opts.seed_list((0,))[0]
     skip = not_built()
-    for key, names in skip.items():
-        opts.log(f"[{key}] not run: the trainer has no option {', '.join(names)} yet")
+    for key, why in skip.items():
+        opts.log(f"[{key}] not run: {why}")
     return [Job(key, "lenet5.experiments.jobs:train_run",
                 dict(config=dict(overrides, seed=seed, epochs=opts.passes()),
                      runs=str(opts.runs / "ablations"), data_dir=opts.data_dir, tiny=opts.tiny))
@@ -49,9 +50,8 @@ def report(results, opts):
                      "train_error_pct": float(train[i, -1]), "best_test_error_pct": float(test[i].min()),
                      "passes": int(test.shape[1])})
     missing = not_built()
-    for key, names in missing.items():
-        lines.append(f"| {VARIANTS[key][0]} | not run: the trainer has no `{', '.join(names)}` "
-                     "option yet | | | |")
+    for key, why in missing.items():
+        lines.append(f"| {VARIANTS[key][0]} | not run: {why} | | | |")
         rows.append({"variant": key, "change": VARIANTS[key][0], "test_error_pct": None,
                      "train_error_pct": None, "best_test_error_pct": None, "passes": 0})
     done = [r for r in rows if r["test_error_pct"] is not None and r["variant"] != "exact"]

@@ -4,7 +4,7 @@ without the L1 penalty). Shows the learned alpha matrix beside Table I."""
 import numpy as np
 
 from ..architecture import C3_TABLE, LAYER, table_mask
-from .jobs import missing_options, mnist, per_pass
+from .jobs import mnist, per_pass, unsupported
 from .runner import TINY_TRAIN_SIZE, Job, log_prefixed
 
 L1_LAMBDA = 0.01
@@ -35,7 +35,7 @@ def jobs(opts):
         Job("full-sdlm", train, dict(config={"seed": seed, "epochs": opts.passes(), "c3": "full"},
                                      runs=str(opts.runs / "connections"), **common)),
     ]
-    runnable = [job for job in all_jobs if not missing_options(job.kwargs.get("config", {}))]
+    runnable = [job for job in all_jobs if not unsupported(job.kwargs.get("config", {}))]
     for job in all_jobs:
         if job not in runnable:
             opts.log(f"[{job.key}] not run: the trainer has no c3 option yet")

@@ -63,10 +63,18 @@ def mean_range(values, digits=2):
     return f"{mean:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
 
 
-def missing_options(config):
-    """The keys of `config` the trainer does not know (an engine variant not built yet)."""
+def unsupported(config):
+    """Why the trainer cannot run `config` (an engine variant not built yet), or ""."""
     from dataclasses import fields
 
+    from ..errors import Lenet5Error
     from ..train import TrainConfig
 
-    return sorted(set(config) - {f.name for f in fields(TrainConfig)})
+    unknown = sorted(set(config) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        return f"the trainer has no `{', '.join(unknown)}` option yet"
+    try:
+        TrainConfig(**config).check()
+    except Lenet5Error as e:
+        return f"not built yet ({e})"
+    return ""
