@@ -10,8 +10,6 @@ Only figures taken in the same session are comparable: the machines are noisy.
 """
 import argparse
 import datetime
-import importlib
-import importlib.util
 import json
 import os
 import platform
@@ -26,13 +24,14 @@ import numpy as np
 
 from . import engine
 from .errors import Lenet5Error
+from .files import write_json_atomic
 from .model import C1_PAIRS, C3_PAIRS, LeNet5
+from .train import HESSIAN_SAMPLES, PAPER_MU, sdlm_epsilon
 
 PASS = 60_000  # MNIST's training set: "s/pass" = PASS / rate
 EVAL = 70_000  # training + test set, evaluated after every pass in the paper's protocol
 PASSES = 20  # the paper's protocol: 20 passes
-HESSIAN_SAMPLES = 500  # the paper re-estimates the diagonal Hessian on 500 samples per pass
-SDLM_EPS, SDLM_MU = 5e-4, 0.02  # eta = eps / (mu + h): the paper's first-pass values
+SDLM_EPS = sdlm_epsilon(1)  # eta = eps / (mu + h): the paper's first-pass values
 SGD_ETA = 1e-3
 MAP = engine.LOSSES["map"]
 
@@ -136,7 +135,7 @@ def bench_minibatch(s, batch):
     theta = s.net.theta.copy()
     grad = np.empty_like(theta)
     losses = np.empty(batch, s.dtype)
-    bounds = thread_bounds(batch)
+    bounds = engine.thread_bounds(batch)
     scale = s.dtype(SGD_ETA / batch)
     starts = np.arange(0, len(s.images) - batch + 1, batch)
 
@@ -153,7 +152,7 @@ def bench_minibatch(s, batch):
 
 def bench_infer(s, batch):
     out = np.empty((batch, 10), s.dtype)
-    bounds = thread_bounds(batch)
+    bounds = engine.thread_bounds(batch)
     images = np.ascontiguousarray(np.resize(s.images, (batch, 32, 32)))
 
     def step(n):
@@ -191,11 +190,6 @@ def latency_figures(s, calls):
     return out
 
 
-def thread_bounds(n):
-    parts = max(1, min(numba.get_num_threads(), n))
-    return np.linspace(0, n, parts + 1).astype(np.int64)
-
-
 # ---------------------------------------------------------------- the figures
 
 def engine_figures(dtype, mode, repeats, note):
@@ -214,7 +208,7 @@ def engine_figures(dtype, mode, repeats, note):
     run_online("online_sgd", np.full_like(s.net.theta, SGD_ETA))
     h_n = 16 if tiny else HESSIAN_SAMPLES
     h = hessian(s, h_n)  # (also the Hessian kernel's warm-up)
-    run_online("online_sdlm", (SDLM_EPS / (SDLM_MU + h)).astype(dtype))
+    run_online("online_sdlm", (SDLM_EPS / (PAPER_MU + h)).astype(dtype))
     reps = [timed(lambda n: hessian(s, n), h_n, 1)[0] for _ in range(repeats)]
     out["hessian_500"] = (float(np.median(reps)), min(reps), max(reps), h_n)
     for batch in (32, 256):
@@ -228,40 +222,23 @@ def engine_figures(dtype, mode, repeats, note):
     return out
 
 
-def distortion_figure(mode, repeats, note):
-    """Distorted-image generation rate, if `lenet5.distort` exists."""
-    if importlib.util.find_spec("lenet5.distort") is None:
-        note.append("distortion rate: skipped, lenet5.distort not built yet")
-        return None
-    mod = importlib.import_module("lenet5.distort")
-    fn = next((getattr(mod, name) for name in ("distort_batch", "distort_images", "distort")
-               if callable(getattr(mod, name, None))), None)
+def distortion_figure(mode, repeats):
+    """Distorted-image generation rate (the paper's affine distortions, lenet5.data.distort)."""
+    from .data.distort import distort_batch
+
     images = np.random.default_rng(0).uniform(-0.1, 1.175, (256, 32, 32)).astype(np.float32)
-    calls = (lambda n: fn(images[:n], np.random.default_rng(1)),
-             lambda n: fn(images[:n], seed=1), lambda n: fn(images[:n]))
-    for call in calls if fn else ():
-        try:
-            call(8)
-        except TypeError:
-            continue
-        n = 16 if mode == "tiny" else 256
-        return timed(call, n, repeats) + (n,)
-    note.append("distortion rate: skipped, lenet5.distort has no distort_batch(images, rng) "
-                "the benchmark recognises")
-    return None
+    n = 16 if mode == "tiny" else 256
+    return timed(lambda k: distort_batch(images[:k], np.random.default_rng(1)), n, repeats) + (n,)
 
 
 def data_load_figures(data_dir, note):
     """Seconds to load the MNIST training split: the first call (which may build the .npy
     cache from the .gz files) and a repeat call (from the cache)."""
-    if importlib.util.find_spec("lenet5.mnist") is None:
-        note.append("data load: skipped, lenet5.mnist not built yet")
-        return {}
     data_dir = data_dir or os.environ.get("LENET5_DATA_DIR")
     if not data_dir:
         note.append("data load: skipped, no --data-dir (or LENET5_DATA_DIR) given")
         return {}
-    from .mnist import load_mnist
+    from .data.mnist import load_mnist
     times = {}
     for key in ("data_load_first_s", "data_load_cached_s"):
         start = time.perf_counter()
@@ -357,12 +334,10 @@ def run(args):
               f"forward {latency['latency_forward_us']:.1f} us, forward+backward "
               f"{latency['latency_fwd_bwd_us']:.1f} us")
         print(f"{'  => paper protocol (20 x: 60k SDLM + 500 Hessian + 70k eval)':<62}{protocol:>8.0f} s")
-    distort = distortion_figure(mode, repeats, notes)
-    if distort:
-        med, lo, hi, _ = distort
-        result.update(distort=med, distort_min=lo, distort_max=hi)
-        print(f"{LABELS['distort']:<42}{'float32':<9}{med:>11,.0f}  {f'({lo:,.0f}-{hi:,.0f})':<19}"
-              f"{PASS / med:>8.1f}")
+    med, lo, hi, _ = distortion_figure(mode, repeats)
+    result.update(distort=med, distort_min=lo, distort_max=hi)
+    print(f"{LABELS['distort']:<42}{'float32':<9}{med:>11,.0f}  {f'({lo:,.0f}-{hi:,.0f})':<19}"
+          f"{PASS / med:>8.1f}")
     loads = data_load_figures(args.data_dir, notes)
     result.update(loads)
     if loads:
@@ -379,6 +354,6 @@ def run(args):
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=1) + "\n")
+        write_json_atomic(path, result)
         print(f"wrote {path}")
     return 0

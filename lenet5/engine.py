@@ -154,6 +154,13 @@ def sample_loss_gradient(image, label, theta, prototypes, c1_pairs, c3_pairs, lo
 
 # ---------------------------------------------------------------- drivers
 
+def thread_bounds(n):
+    """Split n samples into one contiguous chunk per Numba thread: chunk t is
+    [bounds[t], bounds[t+1]). Every parallel driver takes its samples this way."""
+    parts = max(1, min(nb.get_num_threads(), n))
+    return np.linspace(0, n, parts + 1).astype(np.int64)
+
+
 @parallel_kernel
 def forward_batch(images, theta, prototypes, c1_pairs, c3_pairs, bounds, out):
     """RBF outputs for a batch; samples split over threads in contiguous chunks."""
@@ -162,6 +169,15 @@ def forward_batch(images, theta, prototypes, c1_pairs, c3_pairs, bounds, out):
         for s in range(bounds[t], bounds[t + 1]):
             sample_forward(images[s], theta, prototypes, c1_pairs, c3_pairs, acts, scratch)
             out[s] = acts[7]
+
+
+@kernel
+def forward_layers(image, theta, prototypes, c1_pairs, c3_pairs):
+    """Every layer's output for one image: (x0 input, x1 C1, x2 S2, x3 C3, x4 S4, x5 C5,
+    x6 F6, y RBF), fresh arrays (for looking inside the network, not for speed)."""
+    acts, _, scratch = new_workspace(theta)
+    sample_forward(image, theta, prototypes, c1_pairs, c3_pairs, acts, scratch)
+    return acts
 
 
 @parallel_kernel

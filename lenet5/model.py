@@ -1,10 +1,6 @@
 """The LeNet5 model object: parameters, forward pass, loss and gradients, checkpoints."""
-import os
-import tempfile
 import zipfile
-from pathlib import Path
 
-import numba
 import numpy as np
 
 from . import engine
@@ -13,8 +9,10 @@ from .architecture import (
     table_mask, table_pairs,
 )
 from .errors import Lenet5Error
+from .files import save_npz_atomic
 
 FORMAT_VERSION = 1
+LAYER_OUTPUTS = ("input",) + tuple(layer.name for layer in LAYERS)  # keys of LeNet5.layers()
 MAP_J = 1.0  # default j of the MAP criterion; see README "Choices the paper left open"
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -37,12 +35,6 @@ def default_prototypes(dtype=np.float32):
     from .prototypes import rbf_prototypes
 
     return rbf_prototypes().astype(dtype)
-
-
-def _thread_bounds(n):
-    """Split n samples into one contiguous chunk per Numba thread."""
-    parts = max(1, min(numba.get_num_threads(), n))
-    return np.linspace(0, n, parts + 1).astype(np.int64)
 
 
 class LeNet5:
@@ -113,7 +105,19 @@ class LeNet5:
         x = self._images(x)
         out = np.empty((x.shape[0], 10), dtype=self.dtype)
         engine.forward_batch(x, self.theta, self.prototypes, C1_PAIRS, self.c3_pairs,
-                             _thread_bounds(x.shape[0]), out)
+                             engine.thread_bounds(x.shape[0]), out)
+        return out
+
+    def layers(self, image):
+        """Every layer's output for one (32, 32) image, as a dict in the order of the network:
+        input (32, 32), C1 (6, 28, 28), S2 (6, 14, 14), C3 (16, 10, 10), S4 (16, 5, 5), C5 (120,),
+        F6 (84,), OUT (10,) -- OUT holds the RBF outputs, the same as `forward` gives."""
+        x = self._images(image)
+        if len(x) != 1:
+            raise Lenet5Error(f"layers() takes one image, got {len(x)}")
+        acts = engine.forward_layers(x[0], self.theta, self.prototypes, C1_PAIRS, self.c3_pairs)
+        out = dict(zip(LAYER_OUTPUTS, (a.copy() for a in acts)))
+        out["input"] = out["input"][0]
         return out
 
     def predict(self, x, batch=2000):
@@ -138,7 +142,7 @@ class LeNet5:
         losses = np.empty(len(x), dtype=self.dtype)
         grad = np.empty_like(self.theta)
         engine.loss_gradient_batch(x, labels, self.theta, self.prototypes, C1_PAIRS, self.c3_pairs,
-                                   loss_kind, self.dtype.type(j), _thread_bounds(len(x)),
+                                   loss_kind, self.dtype.type(j), engine.thread_bounds(len(x)),
                                    losses, grad)
         grad /= len(x)
         return losses, grad
@@ -218,24 +222,6 @@ def check_labels(labels, n):
     if n and (labels.min() < 0 or labels.max() > 9):
         raise Lenet5Error("labels must be digits 0-9")
     return labels.astype(np.int64)
-
-
-def save_npz_atomic(path, arrays):
-    """np.savez to a temp file beside `path`, fsync, then os.replace: a crash never leaves a
-    half-written file under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_npz(path):

@@ -5,7 +5,6 @@ Plain SGD (online or mini-batch) is available for comparison.
 Everything needed to continue a run is in its checkpoint (`state.*` arrays), so an
 interrupted run resumed with `--resume` ends exactly where the uninterrupted run would.
 """
-import csv
 import json
 import signal
 import time
@@ -16,6 +15,7 @@ import numpy as np
 
 from . import engine
 from .errors import Lenet5Error
+from .files import csv_text, write_json_atomic, write_text_atomic
 from .model import C1_PAIRS, C3_WIRINGS, DTYPES, MAP_J, LeNet5, loss_code
 from .progress import Progress
 
@@ -107,7 +107,7 @@ class DistortedSource:
     of the 600,000 samples about twice."""
 
     def __init__(self, images, labels, copies, seed):
-        from .distort import DistortedPool
+        from .data.distort import DistortedPool
 
         self.pool = DistortedPool(images, labels, n_copies=copies, seed=seed)
         self.per_pass, self.seed = len(images), seed
@@ -198,14 +198,8 @@ class Trainer:
         self.net.save(self.checkpoint_path, extra=state)
 
     def write_metrics(self):
-        with open(self.out_dir / "metrics.json.tmp", "w") as f:
-            json.dump(self.history, f, indent=1)
-        Path(self.out_dir / "metrics.json.tmp").replace(self.out_dir / "metrics.json")
-        with open(self.out_dir / "metrics.csv.tmp", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-            writer.writeheader()
-            writer.writerows(self.history)
-        Path(self.out_dir / "metrics.csv.tmp").replace(self.out_dir / "metrics.csv")
+        write_json_atomic(self.out_dir / "metrics.json", self.history)
+        write_text_atomic(self.out_dir / "metrics.csv", csv_text(self.history, METRIC_FIELDS))
 
     # ---------------------------------------------------------------- running
     def _epoch_rng(self, epoch):

@@ -18,7 +18,7 @@ def shared_mnist_dir():
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory, shared_mnist_dir):
     """A data folder holding the verified MNIST files, copied from the shared local mirror."""
-    from lenet5.download import ensure_mnist
+    from lenet5.data.download import ensure_mnist
 
     folder = tmp_path_factory.mktemp("mnist")
     ensure_mnist(folder, mirrors=[str(shared_mnist_dir)], progress=False, include_defaults=False)
@@ -28,6 +28,6 @@ def mnist_dir(tmp_path_factory, shared_mnist_dir):
 @pytest.fixture(scope="session")
 def mnist(mnist_dir):
     """((train images, labels), (test images, labels)), preprocessed."""
-    from lenet5.mnist import load_mnist
+    from lenet5.data.mnist import load_mnist
 
     return load_mnist("train", data_dir=mnist_dir), load_mnist("test", data_dir=mnist_dir)

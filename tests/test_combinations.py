@@ -7,7 +7,7 @@ import pytest
 import reference as ref
 from lenet5 import LeNet5
 from lenet5.architecture import C3_TABLE, table_mask
-from lenet5.combinations import (
+from lenet5.baselines.combinations import (
     ALL_C3_PAIRS, CombinationNet, l1_penalty, penalty_gradient, softmax_rows,
     train_combinations, train_online_combinations,
 )

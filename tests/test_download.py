@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet5 import download, mnist
-from lenet5.download import MIRROR_ENV, MIRRORS, ensure_mnist, mirror_list
+from lenet5.data import download, idx, mnist
+from lenet5.data.download import MIRROR_ENV, MIRRORS, ensure_mnist, mirror_list
 from lenet5.errors import Lenet5Error
 
 REPO = Path(__file__).resolve().parents[1]
@@ -267,16 +267,18 @@ def test_all_mirrors_fail_names_each_mirror_and_reason(tmp_path, server):
     local.mkdir()
     data = tmp_path / "data"
     data.mkdir()
-    (data / IMAGES).write_bytes(b"corrupt")  # a bad file already there must not survive
+    (data / IMAGES).write_bytes(b"corrupt")  # kept until an intact copy replaces it
     with pytest.raises(Lenet5Error) as e:
         fetch(data, urls + [str(local)])
     message = str(e.value)
-    assert message.startswith(f"could not fetch {IMAGES} into {data}")
+    assert message.startswith(f"could not fetch {IMAGES} into {data} (the local copy is kept but "
+                              "bad gzip")
     for url, kind in zip(urls, kinds):
         assert f"{url}: {BAD_MIRRORS[kind][1]}" in message
     assert f"{local}: missing file {local / IMAGES}" in message
     assert "\n" not in message
-    assert_only(data, [])
+    assert os.listdir(data) == [IMAGES]  # no temp file left
+    assert (data / IMAGES).read_bytes() == b"corrupt"
 
 
 def test_retries_are_bounded(tmp_path, server):
@@ -305,10 +307,10 @@ def test_mirror_order_argument_then_environment_then_defaults(monkeypatch):
 # --- the real files -------------------------------------------------------------------------
 
 def test_real_files_over_http(tmp_path, server, shared_mnist_dir):
-    url = server.mirror("real", {n: serve((shared_mnist_dir / n).read_bytes()) for n in mnist.FILES})
+    url = server.mirror("real", {n: serve((shared_mnist_dir / n).read_bytes()) for n in idx.FILES})
     paths = ensure_mnist(tmp_path, [url], **FAST | {"timeout": (2.0, 10.0)})
-    assert sorted(paths) == sorted(mnist.FILES)
-    assert sorted(os.listdir(tmp_path)) == sorted(mnist.FILES)
+    assert sorted(paths) == sorted(idx.FILES)
+    assert sorted(os.listdir(tmp_path)) == sorted(idx.FILES)
     assert len(server.requests) == 4
 
 

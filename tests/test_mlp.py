@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lenet5.architecture import TANH_A, TANH_S
-from lenet5.mlp import (
+from lenet5.baselines.mlp import (
     MLP, PAPER_BASELINES, flatten_images, layer_sizes, n_params, pass_factor, train_mlp,
     train_online,
 )

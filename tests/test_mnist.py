@@ -7,11 +7,13 @@ import struct
 import numpy as np
 import pytest
 
-from lenet5 import mnist
+from lenet5 import files
+from lenet5.data import idx, mnist
 from lenet5.errors import Lenet5Error
-from lenet5.mnist import load_mnist, preprocess, read_idx
+from lenet5.data.idx import read_idx
+from lenet5.data.mnist import load_mnist, preprocess
 
-TEST_FILES = mnist.SPLITS["test"]
+TEST_FILES = idx.SPLITS["test"]
 
 
 def idx_bytes(array, magic=None, dims=None):
@@ -136,8 +138,8 @@ def reference(shared_mnist_dir):
 
 def count_gz_reads(monkeypatch):
     calls = []
-    real = mnist.read_bytes
-    monkeypatch.setattr(mnist, "read_bytes", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    real = idx.read_bytes
+    monkeypatch.setattr(idx, "read_bytes", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
     return calls
 
 
@@ -228,7 +230,7 @@ def test_unwritable_data_dir_just_means_no_cache(test_set_dir, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError("read-only")
 
-    monkeypatch.setattr(mnist, "open_temp_beside", refuse)
+    monkeypatch.setattr(files, "open_temp_beside", refuse)
     assert load_mnist("test", data_dir=test_set_dir, download=False)[1].shape == (10000,)
     assert sorted(os.listdir(test_set_dir)) == sorted(TEST_FILES)
 

@@ -1,8 +1,8 @@
 """`lenet5 download`: fetch and verify the four MNIST files."""
 import time
 
-from ..download import MIRROR_ENV, MIRRORS, ensure_mnist
-from ..mnist import DATA_DIR_ENV, default_data_dir
+from ..data.download import MIRROR_ENV, MIRRORS, ensure_mnist
+from ..data.mnist import DATA_DIR_ENV, default_data_dir
 
 
 def register(sub):

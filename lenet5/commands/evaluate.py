@@ -35,7 +35,7 @@ def evaluate(net, images, labels):
 
 
 def run(args):
-    from ..mnist import load_mnist
+    from ..data.mnist import load_mnist
 
     path = args.checkpoint or reference_checkpoint()
     net = LeNet5.load(path)

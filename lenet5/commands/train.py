@@ -92,6 +92,6 @@ def run(args):
 
 
 def load_data(data_dir):
-    from ..mnist import load_mnist
+    from ..data.mnist import load_mnist
 
     return load_mnist("train", data_dir=data_dir), load_mnist("test", data_dir=data_dir)

@@ -17,7 +17,7 @@ NETWORKS = {
 
 
 def mlp_run(key, hidden, epochs, seed, data_dir=None, tiny=False):
-    from ..mlp import train_mlp
+    from ..baselines.mlp import train_mlp
 
     r = train_mlp(mnist(data_dir), hidden=tuple(hidden), epochs=epochs,
                   seed=seed, train_size=TINY_TRAIN_SIZE if tiny else 0, progress=False,

@@ -11,7 +11,7 @@ L1_LAMBDA = 0.01
 
 
 def combinations_run(key, epochs, seed, data_dir=None, tiny=False, lam=0.0, frozen=False):
-    from ..combinations import train_combinations
+    from ..baselines.combinations import train_combinations
 
     kwargs = {"lr_logits": 0.0} if frozen else {}
     r = train_combinations(mnist(data_dir), epochs=epochs, seed=seed, lam=lam,

@@ -34,7 +34,7 @@ def report(results, opts):
              f"{mean_range(errors, 1)} | {mean_range(train[:, -1])} |"]
     lines += [f"| ours, {key} | {test[i, -1]:.2f} | {errors[i]} | {train[i, -1]:.2f} |"
               for i, key in enumerate(results)]
-    from ..distort import RANGES_DOC
+    from ..data.distort import RANGES_DOC
 
     rows = [{"seed": key, "pass": p + 1, "train_error_pct": float(train[i, p]),
              "test_error_pct": float(test[i, p])} for i, key in enumerate(results)
@@ -53,7 +53,7 @@ def report(results, opts):
 
 
 def figures(results, opts, folder, plt):
-    from ..distort import example_grid
+    from ..data.distort import example_grid
     from .plots import error_curves
 
     test = per_pass(results, "test_error_pct")

@@ -11,7 +11,7 @@ from .runner import TINY_TRAIN_SIZE, log_prefixed
 
 @lru_cache(maxsize=2)
 def mnist(data_dir=None):
-    from ..mnist import load_mnist
+    from ..data.mnist import load_mnist
 
     return load_mnist("train", data_dir=data_dir), load_mnist("test", data_dir=data_dir)
 

@@ -5,7 +5,6 @@ the paper's.
 A job is a plain function `module:function` and keyword arguments, so it can run in a
 fresh (spawned) process; each job returns a JSON-able dict.
 """
-import csv
 import datetime
 import importlib
 import json
@@ -19,6 +18,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from ..errors import Lenet5Error
+from ..files import csv_text, write_json_atomic, write_text_atomic
 
 TINY_TRAIN_SIZE = 300  # a tiny configuration: a few hundred samples, one pass
 
@@ -84,7 +84,7 @@ def save_result(job, opts, name, result):
     """Every finished job's result is kept, so a crash or Ctrl-C loses only the runs in flight."""
     path = saved_path(job, opts, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, {"fn": job.fn, "kwargs": job.kwargs, "result": result})
+    write_json_atomic(path, {"fn": job.fn, "kwargs": job.kwargs, "result": result})
 
 
 def run_jobs(jobs, opts, name="jobs"):
@@ -155,13 +155,6 @@ def command_line(name, opts):
     return " ".join(parts)
 
 
-def write_json(path, obj):
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    tmp.replace(path)
-
-
 def run_seconds(results):
     """Training time summed over the runs (each run's own clock; sums passes if that is all
     a run reports)."""
@@ -183,17 +176,12 @@ def write_results(name, opts, report, seconds, runs_seconds=0.0):
             "date": datetime.date.today().isoformat(), "wall_seconds": round(seconds, 1),
             "run_seconds": round(runs_seconds, 1), "reused_saved_runs": opts.reuse,
             "machine": machine()}
-    write_json(folder / "results.json", dict(meta, headline=report["headline"],
+    write_json_atomic(folder / "results.json", dict(meta, headline=report["headline"],
                                              rows=report["rows"], data=report.get("data", {})))
     rows = report["rows"]
     if rows:
         columns = list(dict.fromkeys(k for row in rows for k in row))
-        tmp = folder / "results.csv.tmp"
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-        tmp.replace(folder / "results.csv")
+        write_text_atomic(folder / "results.csv", csv_text(rows, columns))
     lines = [f"# {name}", "", report["headline"], "", f"Command: `{meta['command']}` — {timing(meta)} "
              f"on this machine ({meta['machine']['cpus']} CPUs), {meta['date']}.", "",
              report["table"], ""]
@@ -203,7 +191,7 @@ def write_results(name, opts, report, seconds, runs_seconds=0.0):
     if figures:
         lines += ["", "## Figures", ""]
         lines += [f"![{file}]({file})\n\n*{caption}*\n" for file, caption in figures.items()]
-    (folder / "README.md").write_text("\n".join(lines).rstrip() + "\n")
+    write_text_atomic(folder / "README.md", "\n".join(lines).rstrip() + "\n")
     write_index(Path(opts.results))
     return folder
 
@@ -225,7 +213,7 @@ def write_index(results_dir):
                      f"{timing(meta)} |")
     if (results_dir / "bench.md").exists():
         lines += ["", "Speed: [bench.md](bench.md) (`lenet5 bench`, against PyTorch and JAX)."]
-    (results_dir / "README.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(results_dir / "README.md", "\n".join(lines) + "\n")
 
 
 def run_experiment(name, opts):

@@ -46,7 +46,7 @@ then b_l), described by a `sizes` array: one compiled kernel serves every archit
 import numba as nb
 import numpy as np
 
-from .kernels import JIT_OPTIONS, dense_backward, dense_forward, tanh_backward, tanh_forward
+from ..kernels import JIT_OPTIONS, dense_backward, dense_forward, tanh_backward, tanh_forward
 from .online import online_pass
 
 INPUTS = 28 * 28

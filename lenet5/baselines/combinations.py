@@ -65,11 +65,11 @@ chance (a row's |table row| largest weights hit the table's links 47 % of the ti
 import numba as nb
 import numpy as np
 
-from . import engine
-from .architecture import C3_TABLE, KERNEL, LAYER, full_table, table_mask, table_pairs
-from .kernels import JIT_OPTIONS
+from .. import engine
+from ..architecture import C3_TABLE, KERNEL, LAYER, full_table, table_mask, table_pairs
+from ..kernels import JIT_OPTIONS
 from .mlp import pass_factor
-from .model import C1_PAIRS, MAP_J, LeNet5, default_prototypes, loss_code
+from ..model import C1_PAIRS, MAP_J, LeNet5, default_prototypes, loss_code
 from .online import online_pass
 
 OUT_MAPS, IN_MAPS = LAYER["C3"].maps, LAYER["C3"].in_maps  # 16, 6
@@ -198,11 +198,6 @@ def penalty_gradient(c, lam):
     return lam * (np.abs(alpha) - alpha * np.abs(alpha).sum(axis=1, keepdims=True))
 
 
-def _bounds(n):
-    parts = max(1, min(nb.get_num_threads(), n))
-    return np.linspace(0, n, parts + 1).astype(np.int64)
-
-
 class CombinationNet:
     """LeNet-5 with a learned-combination C3. `theta` is laid out like `LeNet5.theta`; its
     C3.weight slot always holds the effective weights alpha * k (derived, never trained
@@ -258,7 +253,7 @@ class CombinationNet:
         x = np.ascontiguousarray(x, dtype=self.dtype)
         out = np.empty((len(x), 10), dtype=self.dtype)
         engine.forward_batch(x, self.theta, self.prototypes, C1_PAIRS, ALL_C3_PAIRS,
-                             _bounds(len(x)), out)
+                             engine.thread_bounds(len(x)), out)
         return out
 
     def predict(self, x, batch=2000):
@@ -275,7 +270,7 @@ class CombinationNet:
         grad = np.empty_like(self.theta)
         engine.loss_gradient_batch(x, labels, self.theta, self.prototypes, C1_PAIRS,
                                    ALL_C3_PAIRS, loss_code(loss), self.dtype.type(j),
-                                   _bounds(len(x)), losses, grad)
+                                   engine.thread_bounds(len(x)), losses, grad)
         grad /= len(x)
         alpha = self.alpha()
         dk = np.zeros_like(self.k)

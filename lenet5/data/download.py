@@ -1,19 +1,20 @@
 """Fetch the four MNIST files from a list of mirrors, verifying each one.
 
-For every file of the table (`lenet5.mnist.FILES` by default: name -> SHA-256 of the
+For every file of the table (`lenet5.data.idx.FILES` by default: name -> SHA-256 of the
 decompressed content, decompressed size):
 
 * if it is already in the data directory and its decompressed content verifies, it is
   kept; when every file is present and good, nothing touches the network;
-* a present but corrupt file is removed and fetched again;
+* a present but corrupt file is fetched again, and kept until an intact copy replaces it;
 * otherwise the mirrors are tried in order. Each copy goes to a temp file in the data
   directory (HTTP(S) streamed through one `requests.Session` with connect/read timeouts
   and bounded retries for connection errors, timeouts, truncated bodies and 5xx
   responses; a local directory copied), is verified, and only then renamed to its final
   name with `os.replace`. A copy that fails verification is deleted and the next mirror
   is tried;
-* when every mirror fails, one Lenet5Error names the file and what went wrong at each
-  mirror. No file is left under its final name after a failure, and no temp file at all.
+* every file is tried; when any fails at every mirror, one Lenet5Error names each such file,
+  what was wrong with the local copy, and what went wrong at each mirror. No new file is left
+  under its final name after a failure, and no temp file at all.
 
 Mirror order: the `mirrors` argument, then $LENET5_MNIST_MIRROR (one or more URLs or local
 directories, separated by commas), then `MIRRORS` (unless include_defaults=False).
@@ -26,8 +27,9 @@ from pathlib import Path
 
 import requests
 
-from . import mnist
-from .errors import Lenet5Error
+from ..errors import Lenet5Error
+from ..files import atomic_file
+from . import idx
 
 MIRRORS = (
     "http://yann.lecun.com/exdb/mnist/",
@@ -77,7 +79,7 @@ def is_url(mirror):
 
 def ensure_mnist(data_dir, mirrors=None, progress=True, timeout=DEFAULT_TIMEOUT, files=None, *,
                  retries=2, backoff=0.5, include_defaults=True, on_file=None):
-    """Make sure every file of `files` (default mnist.FILES) is in `data_dir` and verified;
+    """Make sure every file of `files` (default idx.FILES) is in `data_dir` and verified;
     return {name: path}.
 
     mirrors: URLs or local directories tried before $LENET5_MNIST_MIRROR and MIRRORS.
@@ -87,20 +89,27 @@ def ensure_mnist(data_dir, mirrors=None, progress=True, timeout=DEFAULT_TIMEOUT,
         backoff * 2**k seconds before repeat k.
     include_defaults: False tries only `mirrors` and $LENET5_MNIST_MIRROR.
     on_file: called with a FileStatus once each file is in place.
-    Raises Lenet5Error naming the file and every mirror's failure if a file cannot be had.
+    Every file is tried; Lenet5Error names each file that could not be had, with every
+    mirror's failure.
     """
-    files = mnist.FILES if files is None else files
+    files = idx.FILES if files is None else files
     data_dir = Path(data_dir)
     ordered = mirror_list(mirrors, include_defaults)
-    paths = {}
+    paths, failed = {}, []
     with requests.Session() as session:
         session.headers.update({"Accept-Encoding": "identity", "User-Agent": "lenet5-download"})
         http = _Http(session, timeout, retries, backoff)
         for name, (sha256, raw_size) in files.items():
-            status = _ensure_file(data_dir, name, sha256, raw_size, ordered, http, progress)
+            try:
+                status = _ensure_file(data_dir, name, sha256, raw_size, ordered, http, progress)
+            except _FileFailed as e:
+                failed.append(str(e))
+                continue
             paths[name] = status.path
             if on_file:
                 on_file(status)
+    if failed:
+        raise Lenet5Error(" | ".join(failed))
     return paths
 
 
@@ -112,8 +121,6 @@ def _ensure_file(data_dir, name, sha256, raw_size, mirrors, http, progress):
     if problem is None:
         return FileStatus(name, target, seconds=time.perf_counter() - started)
     try:
-        if problem != "missing":
-            target.unlink()  # corrupt: never leave it under the final name
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise Lenet5Error(f"cannot write to data directory {data_dir}: {e.strerror or e}") from None
@@ -128,7 +135,12 @@ def _ensure_file(data_dir, name, sha256, raw_size, mirrors, http, progress):
                           replaced=None if problem == "missing" else problem,
                           seconds=time.perf_counter() - started)
     tried = "; ".join(failures) if failures else "no mirrors to try"
-    raise Lenet5Error(f"could not fetch {name} into {data_dir} -- {tried}")
+    local = "" if problem == "missing" else f" (the local copy is kept but {problem})"
+    raise _FileFailed(f"could not fetch {name} into {data_dir}{local} -- {tried}")
+
+
+class _FileFailed(Exception):
+    """One file could not be had from any mirror; ensure_mnist goes on with the others."""
 
 
 def _present_problem(target, sha256, raw_size):
@@ -136,8 +148,8 @@ def _present_problem(target, sha256, raw_size):
     if not target.exists():
         return "missing"
     try:
-        mnist.read_verified(target, sha256, raw_size)
-    except mnist.CorruptFileError as e:
+        idx.read_verified(target, sha256, raw_size)
+    except idx.CorruptFileError as e:
         return e.reason
     return None
 
@@ -146,21 +158,16 @@ def _fetch(mirror, target, sha256, raw_size, http, progress):
     """Copy target.name from `mirror` into a temp file beside `target`, verify it, rename it
     to `target`. FetchError says what went wrong at the mirror; a failure to write locally
     (disk full, permissions) is a Lenet5Error. The temp file never survives."""
-    tmp = None
     try:
-        out, tmp = mnist.open_temp_beside(target, suffix=".part")
-        with out:
+        with atomic_file(target, suffix=".part") as (out, tmp):
             _copy_from_mirror(mirror, target.name, out, http, progress)
-        try:
-            mnist.read_verified(tmp, sha256, raw_size, compressed=target.suffix == ".gz")
-        except mnist.CorruptFileError as e:
-            raise FetchError(e.reason) from None
-        os.replace(tmp, target)
+            out.flush()
+            try:
+                idx.read_verified(tmp, sha256, raw_size, compressed=target.suffix == ".gz")
+            except idx.CorruptFileError as e:
+                raise FetchError(e.reason) from None
     except OSError as e:
         raise Lenet5Error(f"cannot write {target}: {e.strerror or e}") from None
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
 
 
 def _copy_from_mirror(mirror, name, out, http, progress):
