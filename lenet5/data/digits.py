@@ -105,7 +105,7 @@ def digit_from_ink(ink):
     rows = np.flatnonzero((a > NOISE).any(axis=1))
     cols = np.flatnonzero((a > NOISE).any(axis=0))
     if len(rows) == 0:
-        raise Lenet5Error(f"no ink (no pixel differs from the background by more than {NOISE:.0%})")
+        raise Lenet5Error("no ink: the image is blank (nothing stands out from the background)")
     crop = a[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]  # step 4
 
     h, w = crop.shape
