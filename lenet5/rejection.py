@@ -21,7 +21,6 @@ it computes the threshold on the MNIST test set when the files are there, else r
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -148,22 +147,24 @@ def rejection_threshold(checkpoint, data_dir=None):
     """The Threshold for a checkpoint file: its sidecar, else computed on the MNIST test set if
     the files are in data_dir (default $LENET5_DATA_DIR or ./data/mnist; never downloaded),
     else None (say NO_THRESHOLD)."""
+    from .data.mnist import default_data_dir
+    from .model import LeNet5
+
     checkpoint = Path(str(checkpoint))
     stored = read_sidecar(checkpoint)
     if stored is not None:
         return stored
-    return _computed(str(checkpoint.resolve()), file_sha256(checkpoint), str(data_dir or ""))
+    net = LeNet5.load(checkpoint)  # (a missing or bad checkpoint is an error, not "unknown")
+    key = (str(checkpoint.resolve()), file_sha256(checkpoint), str(data_dir or default_data_dir()))
+    if key not in _COMPUTED:  # (a failure is not remembered: the files may appear later)
+        try:
+            _COMPUTED[key] = test_set_threshold(net, key[2])
+        except Lenet5Error:  # no MNIST test set there
+            return None
+    return _COMPUTED[key]
 
 
-@lru_cache(maxsize=4)
-def _computed(checkpoint, sha256, data_dir):
-    from .model import LeNet5
-
-    net = LeNet5.load(checkpoint)
-    try:
-        return test_set_threshold(net, data_dir or None)
-    except Lenet5Error:
-        return None
+_COMPUTED = {}  # (checkpoint, its SHA-256, data folder) -> Threshold computed in this process
 
 
 def as_dict(threshold):

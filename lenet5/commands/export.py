@@ -7,8 +7,9 @@ def register(sub):
         "export", help="write a checkpoint as an ONNX model (for onnxruntime and other runtimes)",
         description="Export a checkpoint to ONNX: input 'image' float32 (N, 1, 32, 32), preprocessed "
         "as for training (background -0.1, ink 1.175; see `lenet5 predict`), outputs 'distances' "
-        "(N, 10), the RBF outputs of LeNet5.forward (smaller = closer), and 'digit' (N,), their "
-        "argmin. Standard operators only (Conv, Tanh, Mul, Gemm, Sub, ReduceSum, ArgMin). "
+        "(N, 10), the outputs of LeNet5.forward (RBF distances, smaller = closer; -log p for a "
+        "softmax-output variant), and 'digit' (N,), their argmin. Standard operators only (Conv, "
+        "Tanh, Mul, Gemm, Sub, ReduceSum, ArgMin). "
         "Needs the onnx package: pip install -e \".[onnx]\".")
     p.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
     p.add_argument("--checkpoint", help=f"checkpoint .npz (default: the shipped {REFERENCE})")
