@@ -1,4 +1,5 @@
 """`lenet5 experiment NAME|all`: rerun one of the paper-era experiments into results/NAME/."""
+import sys
 from pathlib import Path
 
 from ..errors import Lenet5Error
@@ -14,7 +15,8 @@ def register(sub):
         "beside ours, PNG figures when matplotlib is installed). Experiments: " + ", ".join(NAMES) + ".")
     p.add_argument("name", metavar="NAME", choices=(*NAMES, "all"), help=" | ".join(NAMES) + " | all")
     p.add_argument("--tiny", action="store_true",
-                   help="a few hundred samples, one pass: checks every code path in seconds")
+                   help="a few hundred samples, one pass: checks every code path in seconds; "
+                   "writes under runs/tiny/ unless --results/--runs are given")
     p.add_argument("--seeds", help="comma-separated seeds (default: 0,1,2 for curves and "
                    "distortions, 0 elsewhere)")
     p.add_argument("--epochs", type=int, help="passes per training run (default: 20, the paper's; "
@@ -22,12 +24,13 @@ def register(sub):
     p.add_argument("--processes", type=int, default=2,
                    help="independent runs in parallel, one process each (default 2)")
     p.add_argument("--data-dir", help="MNIST folder (default $LENET5_DATA_DIR or ./data/mnist)")
-    p.add_argument("--results", default="results", help="results root (default ./results)")
-    p.add_argument("--runs", default="runs/experiments",
-                   help="checkpoints and per-run metrics (default ./runs/experiments)")
+    p.add_argument("--results", help="results root (default ./results; with --tiny ./runs/tiny/results)")
+    p.add_argument("--runs", help="checkpoints and per-run metrics (default ./runs/experiments; "
+                   "with --tiny ./runs/tiny/experiments)")
     p.add_argument("--reuse", action="store_true",
                    help="reuse runs already finished with the same settings (saved under --runs) "
-                   "instead of training them again, e.g. after a crash or to redraw a report")
+                   "instead of training them again, and resume interrupted ones from their "
+                   "checkpoints, e.g. after Ctrl-C or a crash, or to redraw a report")
     p.add_argument("--checkpoint", help="rejection: the checkpoint to analyse (default: the shipped one)")
     p.set_defaults(func=run)
 
@@ -42,15 +45,21 @@ def options(args):
     if (args.epochs is not None and args.epochs < 1) or args.processes < 1:
         raise Lenet5Error("--epochs and --processes must be at least 1")
     return Options(tiny=args.tiny, seeds=seeds, epochs=args.epochs, processes=args.processes,
-                   data_dir=args.data_dir, results=Path(args.results), runs=Path(args.runs),
-                   checkpoint=args.checkpoint, reuse=args.reuse)
+                   data_dir=args.data_dir, results=args.results and Path(args.results),
+                   runs=args.runs and Path(args.runs), checkpoint=args.checkpoint, reuse=args.reuse)
 
 
 def run(args):
+    """Ctrl-C stops the whole experiment (exit 130); finished runs are kept for --reuse."""
     from ..experiments import NAMES
     from ..experiments.runner import run_experiment
+    from ..train import Interrupted
 
     opts = options(args)
-    for name in NAMES if args.name == "all" else (args.name,):
-        run_experiment(name, opts)
+    try:
+        for name in NAMES if args.name == "all" else (args.name,):
+            run_experiment(name, opts)
+    except Interrupted as e:
+        print(f"lenet5: {e}", file=sys.stderr)
+        return 130
     return 0

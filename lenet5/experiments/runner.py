@@ -4,12 +4,18 @@ the paper's.
 
 A job is a plain function `module:function` and keyword arguments, so it can run in a
 fresh (spawned) process; each job returns a JSON-able dict.
+
+Ctrl-C stops the whole experiment: runs in flight save their checkpoints, finished runs stay
+saved, and the same command with --reuse continues from there. `--tiny` output goes under
+runs/tiny/ unless --results / --runs say otherwise, never over the committed results/.
 """
 import datetime
 import importlib
+import inspect
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -21,6 +27,10 @@ from ..errors import Lenet5Error
 from ..files import csv_text, write_json_atomic, write_text_atomic
 
 TINY_TRAIN_SIZE = 300  # a tiny configuration: a few hundred samples, one pass
+TINY_ROOT = Path("runs") / "tiny"  # where --tiny writes unless told otherwise
+# paths under this folder (the repository, or site-packages for an installed copy) are
+# written into results relative to it, so results carry no machine's absolute paths
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -31,11 +41,19 @@ class Options:
     epochs: int | None = None  # None: the experiment's default (20 passes, as in the paper)
     processes: int = 2  # independent runs in parallel
     data_dir: str | None = None
-    results: Path = Path("results")  # results/<name>/ is written here
-    runs: Path = Path("runs") / "experiments"  # checkpoints and per-run metrics (not committed)
+    results: Path | None = None  # results/<name>/ goes here (None: results, or runs/tiny/results)
+    runs: Path | None = None  # checkpoints, per-run metrics (None: runs/experiments, or runs/tiny/...)
     checkpoint: str | None = None  # rejection: the network to analyse (default: the shipped one)
     reuse: bool = False  # take a job's saved result (runs/<name>/<key>.json) when its inputs match
     log: object = print
+
+    def __post_init__(self):
+        """Tiny runs write under TINY_ROOT unless a folder is given."""
+        if self.results is None:
+            self.results = TINY_ROOT / "results" if self.tiny else Path("results")
+        if self.runs is None:
+            self.runs = TINY_ROOT / "experiments" if self.tiny else Path("runs") / "experiments"
+        self.results, self.runs = Path(self.results), Path(self.runs)
 
     def seed_list(self, default):
         seeds = tuple(self.seeds) or tuple(default)
@@ -53,9 +71,28 @@ class Job:
     kwargs: dict = field(default_factory=dict)
 
 
-def call(fn, kwargs):
+def function(fn):
     module, name = fn.split(":")
-    return getattr(importlib.import_module(module), name)(**kwargs)
+    return getattr(importlib.import_module(module), name)
+
+
+def call(fn, kwargs):
+    return function(fn)(**kwargs)
+
+
+def call_arguments(job, opts):
+    """A job's keyword arguments plus its key, and reuse=True (continue an interrupted run
+    from its checkpoint) for the job functions that take it."""
+    kwargs = dict(job.kwargs, key=job.key)
+    if opts.reuse and "reuse" in inspect.signature(function(job.fn)).parameters:
+        kwargs["reuse"] = True
+    return kwargs
+
+
+def _worker_start():
+    """In each worker process: its own process group, so a Ctrl-C at the terminal reaches
+    only the parent, which passes it on once to every worker (see _stop_pool)."""
+    os.setpgrp()
 
 
 def _in_worker(fn, kwargs, threads):
@@ -70,14 +107,24 @@ def saved_path(job, opts, name):
 
 
 def load_saved(job, opts, name):
-    """A job's result saved by an earlier run with the same function and arguments, or None."""
+    """A job's result saved by an earlier run with the same function and arguments, or None.
+    A result whose checkpoint is gone is not reused (the run is trained again)."""
     path = saved_path(job, opts, name)
     if not (opts.reuse and path.exists()):
         return None
-    saved = json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        opts.log(f"[{job.key}] cannot read {path} ({e}): running it again")
+        return None
     if saved.get("fn") != job.fn or saved.get("kwargs") != json.loads(json.dumps(job.kwargs)):
         return None
-    return saved["result"]
+    result = saved.get("result")
+    checkpoint = result.get("checkpoint") if isinstance(result, dict) else None
+    if checkpoint and not Path(checkpoint).exists():
+        opts.log(f"[{job.key}] its saved checkpoint {checkpoint} is missing: running it again")
+        return None
+    return result
 
 
 def save_result(job, opts, name, result):
@@ -90,6 +137,8 @@ def save_result(job, opts, name, result):
 def run_jobs(jobs, opts, name="jobs"):
     """Run every job; returns key -> result. More than one job and --processes > 1: a pool of
     spawned processes (Numba's thread pool does not survive fork), the cores shared out."""
+    from ..train import Interrupted
+
     keys = [job.key for job in jobs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"duplicate job keys in {keys}")
@@ -104,34 +153,86 @@ def run_jobs(jobs, opts, name="jobs"):
     failed = []
 
     def finish(job, get):
-        """Keep a finished job's result; a failed job is reported once all others are done."""
+        """Keep a finished job's result; a failed job is reported once all others are done;
+        an interrupted one stops the experiment."""
         try:
             results[job.key] = get()
-        except (Exception, KeyboardInterrupt) as e:
-            if isinstance(e, KeyboardInterrupt):
-                raise
+        except (Interrupted, KeyboardInterrupt):
+            raise
+        except Exception as e:
             failed.append(f"{job.key}: {e if isinstance(e, Lenet5Error) else f'{type(e).__name__}: {e}'}")
             opts.log(f"[{job.key}] failed: {e}")
             return
         save_result(job, opts, name, results[job.key])
         opts.log(f"[{job.key}] done")
 
-    if workers == 1:
-        for job in todo:
-            opts.log(f"[{job.key}] starting")
-            finish(job, lambda: call(job.fn, dict(job.kwargs, key=job.key)))
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_in_worker, job.fn, dict(job.kwargs, key=job.key), threads): job
-                       for job in todo}
-            opts.log(f"running {len(todo)} jobs in {workers} processes ({threads} thread(s) each)")
-            for future in as_completed(futures):
-                finish(futures[future], future.result)
+    try:
+        if workers == 1:
+            for job in todo:
+                opts.log(f"[{job.key}] starting")
+                finish(job, lambda job=job: call(job.fn, call_arguments(job, opts)))
+        else:
+            _run_pool(todo, workers, opts, finish)
+    except (KeyboardInterrupt, Interrupted) as e:
+        raise _stopped(name, jobs, results, opts, e) from None
     if failed:
         raise Lenet5Error(f"{len(failed)} of {len(jobs)} runs failed (the others are saved; rerun "
                           "with --reuse to keep them): " + "; ".join(failed))
     return {key: results[key] for key in keys}
+
+
+def _stopped(name, jobs, results, opts, cause):
+    """The Interrupted that ends an experiment stopped by Ctrl-C: what is kept, how to go on."""
+    from ..train import Interrupted
+
+    detail = f" ({cause})" if str(cause) else ""
+    return Interrupted(f"experiment {name} interrupted{detail}: {len(results)} of {len(jobs)} runs "
+                       f"finished and are kept under {Path(opts.runs) / name}; run the same command "
+                       "with --reuse to continue (an interrupted training run resumes from its "
+                       "checkpoint)")
+
+
+def _run_pool(todo, workers, opts, finish):
+    """Run `todo` in `workers` spawned processes, calling finish(job, future.result) as each
+    ends. On Ctrl-C (or a worker's run interrupted) the rest stop too (_stop_pool)."""
+    from ..train import Interrupted
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_start)
+    futures = {}
+    try:
+        for job in todo:
+            futures[pool.submit(_in_worker, job.fn, call_arguments(job, opts), threads)] = job
+        opts.log(f"running {len(todo)} jobs in {workers} processes ({threads} thread(s) each)")
+        for future in as_completed(futures):
+            finish(futures[future], future.result)
+    except (KeyboardInterrupt, Interrupted):
+        _stop_pool(pool, futures, finish, opts)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_pool(pool, futures, finish, opts):
+    """Cancel the jobs not started, pass one SIGINT to every worker (a training run saves its
+    checkpoint at the end of its current chunk) and wait for them; keep any result that
+    arrives meanwhile. A second Ctrl-C terminates the workers at once."""
+    for future in futures:
+        future.cancel()
+    workers = list(getattr(pool, "_processes", {}).values())  # the executor's own handle on them
+    for process in workers:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGINT)
+    opts.log("stopping: the runs in flight save their checkpoints ...")
+    try:
+        for future in as_completed(futures):
+            if not future.cancelled() and future.exception() is None:
+                finish(futures[future], future.result)
+    except KeyboardInterrupt:
+        opts.log("second Ctrl-C: stopping the workers now; the runs in flight keep only the "
+                 "checkpoints of their finished passes")
+        for process in workers:
+            process.terminate()
 
 
 # ---------------------------------------------------------------- writing results
@@ -152,7 +253,24 @@ def command_line(name, opts):
         parts.append("--seeds " + ",".join(map(str, opts.seeds)))
     if opts.epochs:
         parts.append(f"--epochs {opts.epochs}")
+    if opts.checkpoint:
+        parts.append(f"--checkpoint {portable(str(opts.checkpoint))}")
     return " ".join(parts)
+
+
+def portable(value):
+    """`value` (a JSON-able structure) with every absolute path under PROJECT_ROOT written
+    relative to it, e.g. lenet5/reference/lenet5-seed0.npz."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        try:
+            return Path(value).resolve().relative_to(PROJECT_ROOT).as_posix()
+        except (ValueError, OSError):
+            return value
+    return value
 
 
 def run_seconds(results):
@@ -176,8 +294,9 @@ def write_results(name, opts, report, seconds, runs_seconds=0.0):
             "date": datetime.date.today().isoformat(), "wall_seconds": round(seconds, 1),
             "run_seconds": round(runs_seconds, 1), "reused_saved_runs": opts.reuse,
             "machine": machine()}
+    report = dict(report, rows=portable(report["rows"]), data=portable(report.get("data", {})))
     write_json_atomic(folder / "results.json", dict(meta, headline=report["headline"],
-                                             rows=report["rows"], data=report.get("data", {})))
+                                             rows=report["rows"], data=report["data"]))
     rows = report["rows"]
     if rows:
         columns = list(dict.fromkeys(k for row in rows for k in row))
