@@ -1,12 +1,16 @@
-"""LeNet-5's structure, stated once (LeCun, Bottou, Bengio, Haffner 1998, section II-B).
+"""LeNet-5's structure, stated once (LeCun, Bottou, Bengio, Haffner 1998, section II-B),
+and the variants that can be put on top of it (`Variant`; the paper's is the default).
 
-Everything else -- the kernels, the parameter layout, the audit, the tests and the
-README -- reads the layer sizes, the C3 connection table and the paper's figures from
-here.
+Everything else -- the kernels, the parameter layout, the audit, the CLI flags, the tests
+and the README -- reads the layer sizes, the C3 connection table, the variant choices and
+the paper's figures from here.
 """
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+
+from .errors import Lenet5Error
 
 INPUT_SIZE = 32  # 28x28 MNIST digits centred in a 32x32 field
 KERNEL = 5  # every convolution is 5x5, 'valid', stride 1
@@ -44,14 +48,86 @@ def table_mask(table, in_maps):
     return mask
 
 
+# ---------------------------------------------------------------- variants
+# Each choice: name -> what it means. The first of each is the paper's, and the default.
+VARIANT_CHOICES = {
+    "c3": {
+        "table": "C3 reads the S2 maps of LeCun's Table I (60 of 96 kernels)",
+        "full": "every C3 map reads every S2 map (96 kernels)",
+    },
+    "pooling": {
+        "trainable": "S2/S4: 2x2 sum times a trainable coefficient, plus a trainable bias, squashed",
+        "average": "S2/S4: fixed 2x2 average (coefficient 1/4, bias 0, never trained), squashed",
+        "max": "S2/S4: 2x2 max, no parameters, no squashing (delta goes to the winning input)",
+    },
+    "activation": {
+        "scaled-tanh": "f(a) = 1.7159 tanh(2a/3) (Appendix A)",
+        "tanh": "f(a) = tanh(a)",
+        "sigmoid": "f(a) = 1 / (1 + exp(-a)), the logistic function",
+        "relu": "f(a) = max(0, a)",
+    },
+    "output": {
+        "rbf": "Euclidean RBF units with fixed 7x12 prototypes (outputs are distances)",
+        "softmax": "10 linear units on F6 and a softmax (outputs are -log p, criterion cross-entropy)",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The choices on top of LeNet-5's graph. `Variant()` is the paper's network."""
+    c3: str = "table"
+    pooling: str = "trainable"
+    activation: str = "scaled-tanh"
+    output: str = "rbf"
+
+    def __post_init__(self):
+        for f in fields(self):
+            value, allowed = getattr(self, f.name), VARIANT_CHOICES[f.name]
+            if value not in allowed:
+                raise Lenet5Error(f"unknown {f.name} {value!r}: choose one of {', '.join(allowed)}")
+
+    @property
+    def is_paper(self):
+        return self == PAPER
+
+    def changes(self):
+        """name -> choice for every choice that differs from the paper's."""
+        return {k: v for k, v in asdict(self).items() if v != getattr(PAPER, k)}
+
+    def describe(self):
+        return ", ".join(f"{k}={v}" for k, v in self.changes().items()) or "the paper's LeNet-5"
+
+    def to_json(self):
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise Lenet5Error(f"variant is not JSON: {text[:80]!r}") from None
+        if not isinstance(data, dict) or set(data) - set(VARIANT_CHOICES):
+            raise Lenet5Error(f"variant must be an object with keys from {sorted(VARIANT_CHOICES)}")
+        return cls(**data)
+
+    @property
+    def c3_table(self):
+        return C3_TABLE if self.c3 == "table" else full_table(16, 6)
+
+
+PAPER = Variant()
+
+
 @dataclass(frozen=True)
 class Layer:
     name: str
-    kind: str  # "conv", "subsample", "dense" or "rbf"
+    kind: str  # "conv", "subsample", "dense", "rbf" or "softmax"
     in_maps: int
     maps: int
     size: int  # output maps are size x size (1 for dense layers)
     table: tuple = None  # conv only: output map -> input maps
+    pooling: str = "trainable"  # subsample only: a Variant.pooling choice
 
     @property
     def fan_in(self):
@@ -67,9 +143,9 @@ class Layer:
         """Free parameters, counted from the structure (shared weights count once)."""
         if self.kind == "conv":
             return sum(len(t) * KERNEL * KERNEL + 1 for t in self.table)
-        if self.kind == "subsample":
-            return 2 * self.maps  # one coefficient and one bias per map
-        if self.kind == "dense":
+        if self.kind == "subsample":  # a coefficient and a bias per map, unless fixed or max
+            return 2 * self.maps if self.pooling == "trainable" else 0
+        if self.kind in ("dense", "softmax"):
             return self.maps * (self.in_maps + 1)
         return 0  # the RBF prototypes are fixed
 
@@ -79,22 +155,28 @@ class Layer:
         units = self.size * self.size
         if self.kind == "conv":
             return units * self.trainable
-        if self.kind == "subsample":
-            return self.maps * units * (POOL * POOL + 1)
-        if self.kind == "dense":
+        if self.kind == "subsample":  # 4 inputs, plus the bias when there is one
+            return self.maps * units * (POOL * POOL + (self.pooling == "trainable"))
+        if self.kind in ("dense", "softmax"):
             return self.maps * (self.in_maps + 1)
         return self.maps * self.in_maps  # rbf: one connection per prototype pixel
 
 
-LAYERS = (
-    Layer("C1", "conv", 1, 6, 28, full_table(6, 1)),
-    Layer("S2", "subsample", 6, 6, 14),
-    Layer("C3", "conv", 6, 16, 10, C3_TABLE),
-    Layer("S4", "subsample", 16, 16, 5),
-    Layer("C5", "conv", 16, 120, 1, full_table(120, 16)),
-    Layer("F6", "dense", 120, 84, 1),
-    Layer("OUT", "rbf", 84, 10, 1),
-)
+def layers(variant=None):
+    """The seven layers of LeNet-5 under `variant` (default: the paper's)."""
+    v = variant or PAPER
+    return (
+        Layer("C1", "conv", 1, 6, 28, full_table(6, 1)),
+        Layer("S2", "subsample", 6, 6, 14, pooling=v.pooling),
+        Layer("C3", "conv", 6, 16, 10, v.c3_table),
+        Layer("S4", "subsample", 16, 16, 5, pooling=v.pooling),
+        Layer("C5", "conv", 16, 120, 1, full_table(120, 16)),
+        Layer("F6", "dense", 120, 84, 1),
+        Layer("OUT", v.output, 84, 10, 1),
+    )
+
+
+LAYERS = layers(PAPER)
 LAYER = {layer.name: layer for layer in LAYERS}
 
 # The paper's figures (section II-B): trainable parameters, connections.
@@ -126,17 +208,18 @@ PAPER_RESULTS = {
 
 
 def param_shapes():
-    """Name -> shape of every array in `LeNet5.params`, in storage order. Weights are stored
-    dense (C3 as 16x6x5x5 with zeros where Table I has no connection)."""
+    """Name -> shape of every parameter array any variant has, in storage order (the layout of
+    the flat vector theta). Weights are stored dense (C3 as 16x6x5x5 with zeros where Table I
+    has no connection); the softmax output's weights come last, unused by the RBF output."""
     shapes = {}
-    for layer in LAYERS:
+    for layer in LAYERS + (Layer("OUT", "softmax", 84, 10, 1),):
         if layer.kind == "conv":
             shapes[f"{layer.name}.weight"] = (layer.maps, layer.in_maps, KERNEL, KERNEL)
             shapes[f"{layer.name}.bias"] = (layer.maps,)
         elif layer.kind == "subsample":
             shapes[f"{layer.name}.coeff"] = (layer.maps,)
             shapes[f"{layer.name}.bias"] = (layer.maps,)
-        elif layer.kind == "dense":
+        elif layer.kind in ("dense", "softmax"):
             shapes[f"{layer.name}.weight"] = (layer.maps, layer.in_maps)
             shapes[f"{layer.name}.bias"] = (layer.maps,)
         else:
@@ -147,3 +230,12 @@ def param_shapes():
 PARAM_SHAPES = param_shapes()
 TRAINABLE_NAMES = tuple(n for n in PARAM_SHAPES if not n.endswith("prototypes"))
 PROTOTYPES = "OUT.prototypes"
+SUBSAMPLING_PARAMS = ("S2.coeff", "S2.bias", "S4.coeff", "S4.bias")
+SOFTMAX_PARAMS = ("OUT.weight", "OUT.bias")
+
+
+def param_names(variant):
+    """The parameter arrays a network of `variant` has (and its checkpoints hold)."""
+    unused = set(SUBSAMPLING_PARAMS if variant.pooling == "max" else ())
+    unused |= {PROTOTYPES} if variant.output == "softmax" else set(SOFTMAX_PARAMS)
+    return tuple(n for n in PARAM_SHAPES if n not in unused)

@@ -10,7 +10,6 @@ Only figures taken in the same session are comparable: the machines are noisy.
 """
 import argparse
 import datetime
-import json
 import os
 import platform
 import subprocess
@@ -25,7 +24,7 @@ import numpy as np
 from . import engine
 from .errors import Lenet5Error
 from .files import write_json_atomic
-from .model import C1_PAIRS, C3_PAIRS, LeNet5
+from .model import LeNet5
 from .train import HESSIAN_SAMPLES, PAPER_MU, sdlm_epsilon
 
 PASS = 60_000  # MNIST's training set: "s/pass" = PASS / rate
@@ -33,17 +32,15 @@ EVAL = 70_000  # training + test set, evaluated after every pass in the paper's 
 PASSES = 20  # the paper's protocol: 20 passes
 SDLM_EPS = sdlm_epsilon(1)  # eta = eps / (mu + h): the paper's first-pass values
 SGD_ETA = 1e-3
-MAP = engine.LOSSES["map"]
 
 # The subprocess timed for the JIT cold/warm start: one tiny online step and one forward.
 JIT_SNIPPET = """
 import numpy as np
 from lenet5 import LeNet5, engine
-from lenet5.model import C1_PAIRS, C3_PAIRS
 net = LeNet5.init(seed=0, dtype=np.float32)
 x = np.zeros((2, 32, 32), np.float32)
 engine.train_online(x, np.array([0, 1]), np.arange(2), net.theta, np.full_like(net.theta, 1e-3),
-                    net.prototypes, C1_PAIRS, C3_PAIRS, 1, np.float32(1.0), np.zeros(2, np.float32))
+                    net.spec("map"), np.zeros(2, np.float32))
 net.forward(x)
 """
 
@@ -103,6 +100,7 @@ class Setup:
         self.images = rng.uniform(-0.1, 1.175, (pool, 32, 32)).astype(dtype)
         self.labels = rng.integers(0, 10, pool).astype(np.int64)
         self.net = LeNet5.init(seed=seed, dtype=dtype)
+        self.spec = self.net.spec("map")  # the paper's network and criterion
         self.rng = rng
 
     def order(self, n):
@@ -116,8 +114,7 @@ def online_rate(s, eta, n):
     losses = np.empty(n, s.dtype)
     order = s.order(n)
     start = time.perf_counter()
-    engine.train_online(s.images, s.labels, order, theta, eta, s.net.prototypes, C1_PAIRS,
-                        C3_PAIRS, MAP, s.dtype(1.0), losses)
+    engine.train_online(s.images, s.labels, order, theta, eta, s.spec, losses)
     elapsed = time.perf_counter() - start
     if not np.isfinite(losses).all():
         raise RuntimeError("online training diverged in the benchmark")
@@ -126,7 +123,7 @@ def online_rate(s, eta, n):
 
 def hessian(s, n):
     hess = np.zeros_like(s.net.theta)
-    engine.hessian_diagonal(s.images[:n], s.net.theta, s.net.prototypes, C1_PAIRS, C3_PAIRS, hess)
+    engine.hessian_diagonal(s.images[:n], s.net.theta, s.spec, hess)
     return hess / n
 
 
@@ -142,8 +139,7 @@ def bench_minibatch(s, batch):
     def step(n):  # n: a multiple of batch
         for k in range(n // batch):
             a = starts[k % len(starts)]
-            engine.loss_gradient_batch(s.images[a:a + batch], s.labels[a:a + batch], theta,
-                                       s.net.prototypes, C1_PAIRS, C3_PAIRS, MAP, s.dtype(1.0),
+            engine.loss_gradient_batch(s.images[a:a + batch], s.labels[a:a + batch], theta, s.spec,
                                        bounds, losses, grad)
             np.multiply(grad, scale, out=grad)
             np.subtract(theta, grad, out=theta)
@@ -157,7 +153,7 @@ def bench_infer(s, batch):
 
     def step(n):
         for _ in range(n // batch):
-            engine.forward_batch(images, s.net.theta, s.net.prototypes, C1_PAIRS, C3_PAIRS, bounds, out)
+            engine.forward_batch(images, s.net.theta, s.spec, bounds, out)
     return step
 
 
@@ -168,14 +164,12 @@ def latency_figures(s, calls):
     work = engine.new_workspace(s.net.theta[:1])
     acts, _, scratch = work
     grad = np.zeros_like(s.net.theta)
-    j = s.dtype(1.0)
 
     def forward():
-        engine.sample_forward(image, s.net.theta, s.net.prototypes, C1_PAIRS, C3_PAIRS, acts, scratch)
+        engine.sample_forward(image, s.net.theta, s.spec, acts, scratch)
 
     def forward_backward():
-        engine.sample_loss_gradient(image, label, s.net.theta, s.net.prototypes, C1_PAIRS, C3_PAIRS,
-                                    MAP, j, work, grad)
+        engine.sample_loss_gradient(image, label, s.net.theta, s.spec, work, grad)
 
     out = {}
     for name, call in (("latency_forward_us", forward), ("latency_fwd_bwd_us", forward_backward)):
@@ -317,7 +311,7 @@ def run(args):
         dtype = np.dtype(dtype_name).type
         suffix = "" if dtype is np.float32 else "_" + {np.float64: "f64"}.get(dtype, dtype_name)
         figures = engine_figures(dtype, mode, repeats, notes)
-        for name, (med, lo, hi, n) in figures.items():
+        for name, (med, lo, hi, _) in figures.items():
             result[name + suffix] = med
             result[name + suffix + "_min"] = lo
             result[name + suffix + "_max"] = hi

@@ -4,6 +4,13 @@ All trainable parameters live in one flat vector `theta` (and gradients in one f
 of the same layout), so an update is one loop: theta -= eta * grad, with eta a scalar-filled
 vector for SGD or LeCun's per-parameter step sizes for SDLM. `unpack` gives the named views.
 
+Every driver takes one small record, `spec = (prototypes, c1_pairs, c3_pairs, codes, j)`,
+built from the network's `Variant` by `make_spec`: the fixed RBF prototypes, the connected
+(output map, input map) pairs of C1 and C3, the integer codes of the variant's choices
+(`codes[POOLING]`, `codes[ACTIVATION]`, `codes[OUTPUT]`, `codes[LOSS]`) and the MAP
+criterion's j. Each layer call branches on its code, so one compiled pass serves every
+variant.
+
 One sample's pass is the composition of the per-layer kernels in `lenet5.kernels`; the
 fused drivers below (online training, batch gradients, inference, Hessian estimate) call
 exactly that composition, so there is one implementation of the math.
@@ -11,14 +18,45 @@ exactly that composition, so there is one implementation of the math.
 import numba as nb
 import numpy as np
 
-from .architecture import LAYER, PARAM_SHAPES, TRAINABLE_NAMES
+from .architecture import (
+    INPUT_SIZE,
+    LAYER,
+    PARAM_SHAPES,
+    TRAINABLE_NAMES,
+    VARIANT_CHOICES,
+    Variant,
+    table_pairs,
+)
 from .kernels import (
-    JIT_OPTIONS, LOSS_MAP, LOSS_MSE, conv_backward, conv_forward, dense_backward, dense_forward,
-    loss_forward_backward, rbf_backward, rbf_forward, subsample_backward, subsample_forward,
-    tanh_backward, tanh_forward,
+    ACT_IDENTITY,
+    JIT_OPTIONS,
+    LOSS_CE,
+    LOSS_MAP,
+    LOSS_MSE,
+    POOL_MAX,
+    POOL_SUM,
+    activation_backward,
+    activation_forward,
+    conv_backward,
+    conv_forward,
+    dense_backward,
+    dense_forward,
+    loss_forward_backward,
+    neg_log_softmax_backward,
+    neg_log_softmax_forward,
+    pool_backward,
+    pool_forward,
+    rbf_backward,
+    rbf_forward,
+    softmax_gauss_newton,
 )
 
-LOSSES = {"mse": LOSS_MSE, "map": LOSS_MAP}
+LOSSES = {"mse": LOSS_MSE, "map": LOSS_MAP, "ce": LOSS_CE}
+POOLING, ACTIVATION, OUTPUT, LOSS = range(4)  # positions in spec's `codes`
+OUTPUT_RBF, OUTPUT_SOFTMAX = range(2)
+# d2E/dx6^2 at the RBF output: the second derivative of the distance to the target prototype,
+# the Gauss-Newton part of both criteria (README, "Choices the paper left open")
+RBF_GAUSS_NEWTON = 2.0
 
 
 def _layout():
@@ -30,19 +68,37 @@ def _layout():
     return offsets, start
 
 
-OFFSETS, N_THETA = _layout()  # name -> (start, stop) in theta; 60,900 floats (C3 stored dense)
+OFFSETS, N_THETA = _layout()  # name -> (start, stop) in theta; C3 stored dense, softmax last
 
 # Constants for the jitted `unpack` (numba freezes module globals at compile time).
-_C1W, _C1B, _S2C, _S2B, _C3W, _C3B, _S4C, _S4B, _C5W, _C5B, _F6W, _F6B = (
+(_C1W, _C1B, _S2C, _S2B, _C3W, _C3B, _S4C, _S4B, _C5W, _C5B, _F6W, _F6B, _OUTW, _OUTB) = (
     OFFSETS[n] for n in TRAINABLE_NAMES)
 _SHAPE_C1W = PARAM_SHAPES["C1.weight"]
 _SHAPE_C3W = PARAM_SHAPES["C3.weight"]
 _SHAPE_C5W = (LAYER["C5"].maps, int(np.prod(PARAM_SHAPES["C5.weight"][1:])))  # (120, 400)
 _SHAPE_F6W = PARAM_SHAPES["F6.weight"]
-_C5_IN = PARAM_SHAPES["C5.weight"][1:]  # (16, 5, 5)
+_SHAPE_OUTW = PARAM_SHAPES["OUT.weight"]
 
 kernel = nb.njit(**JIT_OPTIONS)
 parallel_kernel = nb.njit(parallel=True, **JIT_OPTIONS)
+
+
+def variant_codes(variant, loss):
+    """The int64 codes of a variant's choices and a criterion, as the kernels number them."""
+    pooling = POOL_MAX if variant.pooling == "max" else POOL_SUM
+    activation = list(VARIANT_CHOICES["activation"]).index(variant.activation)
+    output = list(VARIANT_CHOICES["output"]).index(variant.output)
+    return np.array([pooling, activation, output, LOSSES[loss]], dtype=np.int64)
+
+
+def make_spec(variant, prototypes, loss="map", j=1.0):
+    """The record every driver takes (see the module docstring); dtype from `prototypes`."""
+    return (prototypes, C1_PAIRS, table_pairs(variant.c3_table), variant_codes(variant, loss),
+            prototypes.dtype.type(j))
+
+
+C1_PAIRS = table_pairs(LAYER["C1"].table)
+PAPER_SPEC_CODES = variant_codes(Variant(), "map")
 
 
 @kernel
@@ -53,12 +109,13 @@ def unpack(theta):
             theta[_C3W[0]:_C3W[1]].reshape(_SHAPE_C3W), theta[_C3B[0]:_C3B[1]],
             theta[_S4C[0]:_S4C[1]], theta[_S4B[0]:_S4B[1]],
             theta[_C5W[0]:_C5W[1]].reshape(_SHAPE_C5W), theta[_C5B[0]:_C5B[1]],
-            theta[_F6W[0]:_F6W[1]].reshape(_SHAPE_F6W), theta[_F6B[0]:_F6B[1]])
+            theta[_F6W[0]:_F6W[1]].reshape(_SHAPE_F6W), theta[_F6B[0]:_F6B[1]],
+            theta[_OUTW[0]:_OUTW[1]].reshape(_SHAPE_OUTW), theta[_OUTB[0]:_OUTB[1]])
 
 
 def workspace_shapes():
     """Per-sample buffers, one per layer output: x0 (the image), x1 (C1) ... x6 (F6), y."""
-    shapes = [(1, 32, 32)]
+    shapes = [(1, INPUT_SIZE, INPUT_SIZE)]
     for layer in ("C1", "S2", "C3", "S4"):
         spec = LAYER[layer]
         shapes.append((spec.maps, spec.size, spec.size))
@@ -73,8 +130,9 @@ WORKSPACE = workspace_shapes()  # x0, x1 (C1), x2 (S2), x3 (C3), x4 (S4), x5 (C5
 def new_workspace(dtype_probe):
     """Buffers for one sample, allocated once per thread and reused, each a tuple shaped like
     WORKSPACE: acts (the outputs x), deltas (dE/du) and scratch, which holds a layer's
-    pre-activation u in the forward pass and dE/dx in the backward pass until the tanh kernel
-    turns it into x or delta (kernels never write in place: aliased arrays defeat SIMD)."""
+    pre-activation u in the forward pass and dE/dx in the backward pass until the activation
+    kernel turns it into x or delta (kernels never write in place: aliased arrays defeat SIMD).
+    scratch[7] holds the softmax output's logits z, then dE/dz."""
     dt = dtype_probe.dtype
     bufs = []
     for _ in range(3):
@@ -86,69 +144,82 @@ def new_workspace(dtype_probe):
 
 
 @kernel
-def sample_forward(image, theta, prototypes, c1_pairs, c3_pairs, acts, scratch):
-    """x0 -> C1 -> S2 -> C3 -> S4 -> C5 -> F6 -> RBF; fills acts, returns nothing."""
-    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b = unpack(theta)
+def sample_forward(image, theta, spec, acts, scratch):
+    """x0 -> C1 -> S2 -> C3 -> S4 -> C5 -> F6 -> output; fills acts, returns nothing."""
+    prototypes, c1_pairs, c3_pairs, codes, _ = spec
+    act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
+    pool_act = ACT_IDENTITY if pool == POOL_MAX else act  # max pooling is not squashed
+    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta)
     x0, x1, x2, x3, x4, x5, x6, y = acts
-    _, u1, u2, u3, u4, u5, u6, _ = scratch
+    _, u1, u2, u3, u4, u5, u6, z = scratch
     x0[0] = image
     conv_forward(x0, c1w, c1b, c1_pairs, u1)
-    tanh_forward(u1.reshape(-1), x1.reshape(-1))
-    subsample_forward(x1, s2c, s2b, u2)
-    tanh_forward(u2.reshape(-1), x2.reshape(-1))
+    activation_forward(u1.reshape(-1), x1.reshape(-1), act)
+    pool_forward(x1, s2c, s2b, u2, pool)
+    activation_forward(u2.reshape(-1), x2.reshape(-1), pool_act)
     conv_forward(x2, c3w, c3b, c3_pairs, u3)
-    tanh_forward(u3.reshape(-1), x3.reshape(-1))
-    subsample_forward(x3, s4c, s4b, u4)
-    tanh_forward(u4.reshape(-1), x4.reshape(-1))
-    dense_forward(x4.reshape(-1), c5w, c5b, u5)
-    tanh_forward(u5, x5)
+    activation_forward(u3.reshape(-1), x3.reshape(-1), act)
+    pool_forward(x3, s4c, s4b, u4, pool)
+    activation_forward(u4.reshape(-1), x4.reshape(-1), pool_act)
+    dense_forward(x4.reshape(-1), c5w, c5b, u5)  # C5: a 5x5 conv over 5x5 maps is a dot product
+    activation_forward(u5, x5, act)
     dense_forward(x5, f6w, f6b, u6)
-    tanh_forward(u6, x6)
-    rbf_forward(x6, prototypes, y)
+    activation_forward(u6, x6, act)
+    if out_kind == OUTPUT_RBF:
+        rbf_forward(x6, prototypes, y)
+    else:
+        dense_forward(x6, ow, ob, z)
+        neg_log_softmax_forward(z, y)
 
 
 @kernel
-def sample_backward(theta_w, prototypes, c1_pairs, c3_pairs, acts, inputs, deltas, scratch,
-                    grad, power):
-    """Back-propagate deltas[7] (dE/dy), or scratch[6] (d2E/dx6^2) when power == 2, into grad
-    (accumulated).
+def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power):
+    """Back-propagate deltas[7] (dE/dy) into grad (accumulated).
 
     power == 1: ordinary gradients; theta_w = theta, inputs = acts.
     power == 2: LeCun's diagonal Gauss-Newton terms; theta_w = theta**2, inputs = acts**2,
-    f'(u)^2 in place of f'(u), and scratch[6] must already hold d2E/dx6^2 (the RBF stage is
-    skipped). `acts` always holds the real activations (for f').
+    f'(u)^2 in place of f'(u), and the caller has seeded the output stage: scratch[6] holds
+    d2E/dx6^2 (RBF output) or scratch[7] holds d2E/dz^2 (softmax output). `acts` always holds
+    the real activations (for f' and the max-pooling winners).
     """
-    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b = unpack(theta_w)
-    g1w, g1b, g2c, g2b, g3w, g3b, g4c, g4b, g5w, g5b, g6w, g6b = unpack(grad)
+    prototypes, c1_pairs, c3_pairs, codes, _ = spec
+    act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
+    pool_act = ACT_IDENTITY if pool == POOL_MAX else act
+    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta_w)
+    g1w, g1b, g2c, g2b, g3w, g3b, g4c, g4b, g5w, g5b, g6w, g6b, gow, gob = unpack(grad)
     x0, x1, x2, x3, x4, x5, x6, y = acts
     i0, i1, i2, i3, i4, i5, i6, _ = inputs
     e0, e1, e2, e3, e4, e5, e6, dy = deltas
-    _, dx1, dx2, dx3, dx4, dx5, dx6, _ = scratch  # dE/dx of each layer's output
-    if power == 1:
-        rbf_backward(x6, prototypes, dy, dx6)                # dE/dx6
-    tanh_backward(x6, dx6, e6, power)                        # delta6 = f'(u6) dE/dx6
+    _, dx1, dx2, dx3, dx4, dx5, dx6, dz = scratch  # dE/dx of each layer's output
+    if out_kind == OUTPUT_RBF:
+        if power == 1:
+            rbf_backward(x6, prototypes, dy, dx6)            # dE/dx6
+    else:
+        if power == 1:
+            neg_log_softmax_backward(y, dy, dz)              # dE/dz
+        dense_backward(i6, ow, dz, gow, gob, dx6, True)      # dE/dx6 = W^T dE/dz
+    activation_backward(x6, dx6, e6, power, act)             # delta6 = f'(u6) dE/dx6
     dense_backward(i5, f6w, e6, g6w, g6b, dx5, True)         # dE/dx5 = W6^T delta6
-    tanh_backward(x5, dx5, e5, power)
+    activation_backward(x5, dx5, e5, power, act)
     dense_backward(i4.reshape(-1), c5w, e5, g5w, g5b, dx4.reshape(-1), True)
-    tanh_backward(x4.reshape(-1), dx4.reshape(-1), e4.reshape(-1), power)  # delta4 (S4)
-    subsample_backward(i3, s4c, e4, g4c, g4b, dx3)           # dE/dx3 = beta4 up(delta4)
-    tanh_backward(x3.reshape(-1), dx3.reshape(-1), e3.reshape(-1), power)  # beta f'(u) up(delta)
+    activation_backward(x4.reshape(-1), dx4.reshape(-1), e4.reshape(-1), power, pool_act)  # S4
+    pool_backward(x3, i3, s4c, e4, g4c, g4b, dx3, pool)      # dE/dx3 = beta4 up(delta4)
+    activation_backward(x3.reshape(-1), dx3.reshape(-1), e3.reshape(-1), power, act)  # beta f' up
     conv_backward(i2, c3w, e3, c3_pairs, g3w, g3b, dx2, True)
-    tanh_backward(x2.reshape(-1), dx2.reshape(-1), e2.reshape(-1), power)
-    subsample_backward(i1, s2c, e2, g2c, g2b, dx1)
-    tanh_backward(x1.reshape(-1), dx1.reshape(-1), e1.reshape(-1), power)
+    activation_backward(x2.reshape(-1), dx2.reshape(-1), e2.reshape(-1), power, pool_act)
+    pool_backward(x1, i1, s2c, e2, g2c, g2b, dx1, pool)
+    activation_backward(x1.reshape(-1), dx1.reshape(-1), e1.reshape(-1), power, act)
     conv_backward(i0, c1w, e1, c1_pairs, g1w, g1b, e0, False)
 
 
 @kernel
-def sample_loss_gradient(image, label, theta, prototypes, c1_pairs, c3_pairs, loss_kind, j,
-                         work, grad):
+def sample_loss_gradient(image, label, theta, spec, work, grad):
     """Forward, criterion, backward for one sample; adds dE/dtheta to grad, returns E.
     work = new_workspace(...)."""
     acts, deltas, scratch = work
-    sample_forward(image, theta, prototypes, c1_pairs, c3_pairs, acts, scratch)
-    loss = loss_forward_backward(acts[7], label, loss_kind, j, deltas[7])
-    sample_backward(theta, prototypes, c1_pairs, c3_pairs, acts, acts, deltas, scratch, grad, 1)
+    sample_forward(image, theta, spec, acts, scratch)
+    loss = loss_forward_backward(acts[7], label, spec[3][LOSS], spec[4], deltas[7])
+    sample_backward(theta, spec, acts, acts, deltas, scratch, grad, 1)
     return loss
 
 
@@ -162,76 +233,75 @@ def thread_bounds(n):
 
 
 @parallel_kernel
-def forward_batch(images, theta, prototypes, c1_pairs, c3_pairs, bounds, out):
-    """RBF outputs for a batch; samples split over threads in contiguous chunks."""
+def forward_batch(images, theta, spec, bounds, out):
+    """Outputs y for a batch; samples split over threads in contiguous chunks."""
     for t in nb.prange(bounds.shape[0] - 1):
         acts, _, scratch = new_workspace(theta)
         for s in range(bounds[t], bounds[t + 1]):
-            sample_forward(images[s], theta, prototypes, c1_pairs, c3_pairs, acts, scratch)
+            sample_forward(images[s], theta, spec, acts, scratch)
             out[s] = acts[7]
 
 
 @kernel
-def forward_layers(image, theta, prototypes, c1_pairs, c3_pairs):
+def forward_layers(image, theta, spec):
     """Every layer's output for one image: (x0 input, x1 C1, x2 S2, x3 C3, x4 S4, x5 C5,
     x6 F6, y RBF), fresh arrays (for looking inside the network, not for speed)."""
     acts, _, scratch = new_workspace(theta)
-    sample_forward(image, theta, prototypes, c1_pairs, c3_pairs, acts, scratch)
+    sample_forward(image, theta, spec, acts, scratch)
     return acts
 
 
 @parallel_kernel
-def loss_gradient_batch(images, labels, theta, prototypes, c1_pairs, c3_pairs, loss_kind, j,
-                        bounds, losses, grad):
+def loss_gradient_batch(images, labels, theta, spec, bounds, losses, grad):
     """Per-sample losses and the SUM of per-sample gradients; one gradient buffer per thread."""
     parts = bounds.shape[0] - 1
     partial = np.zeros((parts, theta.shape[0]), theta.dtype)
     for t in nb.prange(parts):
         work = new_workspace(theta)
         for s in range(bounds[t], bounds[t + 1]):
-            losses[s] = sample_loss_gradient(images[s], labels[s], theta, prototypes, c1_pairs,
-                                             c3_pairs, loss_kind, j, work, partial[t])
+            losses[s] = sample_loss_gradient(images[s], labels[s], theta, spec, work, partial[t])
     grad[:] = 0.0
     for t in range(parts):
         grad += partial[t]
 
 
 @kernel
-def train_online(images, labels, order, theta, eta, prototypes, c1_pairs, c3_pairs,
-                 loss_kind, j, losses):
+def train_online(images, labels, order, theta, eta, spec, losses):
     """Online (batch-1) training over images[order]: for each sample,
     theta -= eta * dE/dtheta. eta is per parameter (SGD: constant; SDLM: eps / (mu + h))."""
     work = new_workspace(theta)
     grad = np.zeros_like(theta)
     for n in range(order.shape[0]):
         s = order[n]
-        losses[n] = sample_loss_gradient(images[s], labels[s], theta, prototypes, c1_pairs,
-                                         c3_pairs, loss_kind, j, work, grad)
+        losses[n] = sample_loss_gradient(images[s], labels[s], theta, spec, work, grad)
         for k in range(theta.shape[0]):  # the update, and grad zeroed for the next sample
             theta[k] -= eta[k] * grad[k]
             grad[k] = 0.0
 
 
 @kernel
-def hessian_diagonal(images, theta, prototypes, c1_pairs, c3_pairs, hess):
+def hessian_diagonal(images, theta, spec, hess):
     """LeCun's diagonal Gauss-Newton estimate (Appendix C), summed over `images` into hess:
     d2E/du2 = f'(u)^2 d2E/dx2;  d2E/dx2 = sum_k w_k^2 d2E/du_k2;  d2E/dw2 = sum x^2 d2E/du2.
-    At the output, d2E/dx6^2 = 2 (the second derivative of the distance to the target
-    prototype, the Gauss-Newton part of both criteria)."""
+    Seed: at the RBF output d2E/dx6^2 = RBF_GAUSS_NEWTON for every F6 unit; at the softmax
+    output the diagonal p(1-p) of the cross-entropy's Gauss-Newton matrix at the logits."""
     acts, deltas, scratch = new_workspace(theta)
     inputs_sq, _, _ = new_workspace(theta)
     theta_sq = theta * theta
     for s in range(images.shape[0]):
-        sample_forward(images[s], theta, prototypes, c1_pairs, c3_pairs, acts, scratch)
+        sample_forward(images[s], theta, spec, acts, scratch)
         square_into(acts[0], inputs_sq[0])
         square_into(acts[1], inputs_sq[1])
         square_into(acts[2], inputs_sq[2])
         square_into(acts[3], inputs_sq[3])
         square_into(acts[4], inputs_sq[4])
         square_into(acts[5], inputs_sq[5])
-        scratch[6][:] = 2.0
-        sample_backward(theta_sq, prototypes, c1_pairs, c3_pairs, acts, inputs_sq, deltas,
-                        scratch, hess, 2)
+        square_into(acts[6], inputs_sq[6])
+        if spec[3][OUTPUT] == OUTPUT_RBF:
+            scratch[6][:] = RBF_GAUSS_NEWTON
+        else:
+            softmax_gauss_newton(acts[7], scratch[7])
+        sample_backward(theta_sq, spec, acts, inputs_sq, deltas, scratch, hess, 2)
 
 
 @kernel

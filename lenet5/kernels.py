@@ -28,7 +28,11 @@ kernel = nb.njit(**JIT_OPTIONS)
 
 
 # ---------------------------------------------------------------- activation
-# (flat 1-D views)  x = f(u) = A tanh(S u);  f'(u) = S (A - x^2 / A), written with the output x.
+# (flat 1-D views)  x = f(u). The tanh family is x = offset + A tanh(S u):
+#   scaled tanh (the paper): A = 1.7159, S = 2/3;  tanh: A = S = 1;
+#   logistic sigmoid 1/(1+e^-u) = 1/2 + 1/2 tanh(u/2): A = S = 1/2, offset 1/2.
+# Its derivative, written with the output: f'(u) = S (A - (x - offset)^2 / A).
+# relu: x = max(0, u), f' = [x > 0];  identity (after max pooling): x = u, f' = 1.
 # backward: delta = f'(u) * dE/dx   (power=2 gives f'(u)^2 * d2E/dx^2 for the Hessian)
 #
 # tanh is computed from expm1 so that the loop vectorises (np.tanh is a scalar libm call,
@@ -40,12 +44,24 @@ _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = _EXPM1_TAYLOR[2
 _V_MIN = -40.0  # below this expm1(v) = -1 to float64 precision: tanh = +-1
 _LN2 = math.log(2.0)
 
+# activation codes (the order of architecture.VARIANT_CHOICES["activation"]), then identity
+ACT_SCALED_TANH, ACT_TANH, ACT_SIGMOID, ACT_RELU, ACT_IDENTITY = range(5)
+# (A, S, offset) of the tanh family, by code
+_TANH_FAMILY = np.array([(TANH_A, TANH_S, 0.0), (1.0, 1.0, 0.0), (0.5, 0.5, 0.5)])
+
 
 @kernel
-def tanh_forward(u, x):
+def activation_forward(u, x, kind):
     f = x.dtype.type
-    one, two, half, a, s2 = f(1.0), f(2.0), f(0.5), f(TANH_A), f(-2.0 * TANH_S)
-    ln2, inv_ln2, v_min = f(_LN2), f(1.0 / _LN2), f(_V_MIN)
+    if kind == ACT_RELU:
+        for k in range(u.shape[0]):
+            x[k] = u[k] if u[k] > 0 else f(0.0)
+        return
+    if kind == ACT_IDENTITY:
+        x[:] = u
+        return
+    one, two, half, ln2, inv_ln2, v_min = f(1.0), f(2.0), f(0.5), f(_LN2), f(1.0 / _LN2), f(_V_MIN)
+    a, s2, offset = f(_TANH_FAMILY[kind, 0]), f(-2.0 * _TANH_FAMILY[kind, 1]), f(_TANH_FAMILY[kind, 2])
     c2, c3, c4, c5, c6, c7 = f(_C2), f(_C3), f(_C4), f(_C5), f(_C6), f(_C7)
     c8, c9, c10, c11, c12, c13 = f(_C8), f(_C9), f(_C10), f(_C11), f(_C12), f(_C13)
     for k in range(u.shape[0]):
@@ -66,15 +82,21 @@ def tanh_forward(u, x):
         scale *= f(2.0 ** -32) if n & 32 else one
         e = scale * e + (scale - one)  # expm1(v)
         t = a * e / (-two - e)  # A tanh(S |u|)
-        x[k] = t if u[k] >= 0 else -t
+        x[k] = offset + (t if u[k] >= 0 else -t)
 
 
 @kernel
-def tanh_backward(x, dx, delta, power):
+def activation_backward(x, dx, delta, power, kind):
     f = x.dtype.type
-    a, s, inv_a = f(TANH_A), f(TANH_S), f(1.0 / TANH_A)
+    if kind == ACT_RELU or kind == ACT_IDENTITY:  # f' is 0 or 1, so f'^2 = f'
+        for k in range(x.shape[0]):
+            delta[k] = dx[k] if (kind == ACT_IDENTITY or x[k] > 0) else f(0.0)
+        return
+    a, s, offset = f(_TANH_FAMILY[kind, 0]), f(_TANH_FAMILY[kind, 1]), f(_TANH_FAMILY[kind, 2])
+    inv_a = f(1.0) / a
     for k in range(x.shape[0]):
-        fprime = s * (a - x[k] * x[k] * inv_a)
+        y = x[k] - offset
+        fprime = s * (a - y * y * inv_a)
         if power == 2:
             fprime = fprime * fprime
         delta[k] = fprime * dx[k]
@@ -169,26 +191,38 @@ def conv_backward(x, weight, delta, pairs, dweight, dbias, dx, need_dx):
                     out[t] += w0 * d[t + 4] + w1 * d[t + 3] + w2 * d[t + 2] + w3 * d[t + 1] + w4 * d[t]
 
 
-# ---------------------------------------------------------------- trainable subsampling
-# u[m] = beta[m] * down(x[m]) + b[m],  down = sum of each non-overlapping 2x2 block
+# ---------------------------------------------------------------- subsampling / pooling
+# One kernel pair for every kind of S2/S4; they differ only in what a 2x2 block gives:
+#   trainable (paper) and average: u[m] = beta[m] * down(x[m]) + b[m], down = sum of the block
+#     (average: beta = 1/4 and b = 0, held fixed by the trainer);
+#   max: u[m] = max of the block (no parameters; the layer's activation is the identity).
+
+POOL_SUM, POOL_MAX = 0, 1
+
 
 @kernel
-def subsample_forward(x, coeff, bias, u):
+def pool_forward(x, coeff, bias, u, kind):
     maps, height, width = u.shape
     for m in range(maps):
         for y in range(height):
             for xx in range(width):
-                block = (x[m, 2 * y, 2 * xx] + x[m, 2 * y, 2 * xx + 1]
-                         + x[m, 2 * y + 1, 2 * xx] + x[m, 2 * y + 1, 2 * xx + 1])
-                u[m, y, xx] = coeff[m] * block + bias[m]
+                a, b = x[m, 2 * y, 2 * xx], x[m, 2 * y, 2 * xx + 1]
+                c, d = x[m, 2 * y + 1, 2 * xx], x[m, 2 * y + 1, 2 * xx + 1]
+                if kind == POOL_MAX:
+                    u[m, y, xx] = max(max(a, b), max(c, d))
+                else:
+                    u[m, y, xx] = coeff[m] * (a + b + c + d) + bias[m]
 
 
-# dE/dbeta[m] = sum delta[m] * down(x[m]);  dE/db[m] = sum delta[m]
-# dE/dx[m] = beta[m] * up(delta[m]); the conv layer below then forms Bouvrie's
-# delta = beta * f'(u) * up(delta) with tanh_backward.
+# sum:  dE/dbeta[m] = sum delta[m] * down(x[m]);  dE/db[m] = sum delta[m];
+#       dE/dx[m] = beta[m] * up(delta[m]) -- the conv layer below then forms Bouvrie's
+#       delta = beta * f'(u) * up(delta) with activation_backward;
+# max:  dE/dx = delta at the block's winning input (the first in row-major order on a tie),
+#       0 at the other three. The winner is found on `x`, the real activations; `inputs` is
+#       x itself, or x^2 in the Hessian pass (for dE/dbeta).
 
 @kernel
-def subsample_backward(x, coeff, delta, dcoeff, dbias, dx):
+def pool_backward(x, inputs, coeff, delta, dcoeff, dbias, dx, kind):
     maps, height, width = delta.shape
     zero = delta.dtype.type(0.0)
     for m in range(maps):
@@ -197,15 +231,26 @@ def subsample_backward(x, coeff, delta, dcoeff, dbias, dx):
         for y in range(height):
             for xx in range(width):
                 d = delta[m, y, xx]
-                block = (x[m, 2 * y, 2 * xx] + x[m, 2 * y, 2 * xx + 1]
-                         + x[m, 2 * y + 1, 2 * xx] + x[m, 2 * y + 1, 2 * xx + 1])
+                r, c = 2 * y, 2 * xx
+                if kind == POOL_MAX:
+                    best, br, bc = x[m, r, c], r, c
+                    for i, j in ((r, c + 1), (r + 1, c), (r + 1, c + 1)):
+                        if x[m, i, j] > best:
+                            best, br, bc = x[m, i, j], i, j
+                    dx[m, r, c] = zero
+                    dx[m, r, c + 1] = zero
+                    dx[m, r + 1, c] = zero
+                    dx[m, r + 1, c + 1] = zero
+                    dx[m, br, bc] = d
+                    continue
+                block = inputs[m, r, c] + inputs[m, r, c + 1] + inputs[m, r + 1, c] + inputs[m, r + 1, c + 1]
                 gcoeff += d * block
                 gbias += d
                 up = coeff[m] * d
-                dx[m, 2 * y, 2 * xx] = up
-                dx[m, 2 * y, 2 * xx + 1] = up
-                dx[m, 2 * y + 1, 2 * xx] = up
-                dx[m, 2 * y + 1, 2 * xx + 1] = up
+                dx[m, r, c] = up
+                dx[m, r, c + 1] = up
+                dx[m, r + 1, c] = up
+                dx[m, r + 1, c + 1] = up
         dcoeff[m] += gcoeff
         dbias[m] += gbias
 
@@ -265,20 +310,59 @@ def rbf_backward(x, prototypes, dy, dx):
                 dx[j] += g * (x[j] - prototypes[k, j])
 
 
+# ---------------------------------------------------------------- softmax output (a variant)
+# z = W x6 + b (dense_forward), then y[k] = -log softmax(z)[k] = -z[k] + log sum_i exp(z[i]):
+# like the RBF distances, the smallest y wins, and E = y[label] is the cross-entropy.
+
+@kernel
+def neg_log_softmax_forward(z, y):
+    top = z[0]
+    for k in range(z.shape[0]):
+        top = max(top, z[k])
+    total = y.dtype.type(0.0)
+    for k in range(z.shape[0]):
+        total += np.exp(z[k] - top)
+    lse = top + np.log(total)
+    for k in range(z.shape[0]):
+        y[k] = lse - z[k]
+
+
+# dy[k]/dz[i] = p[i] - [k == i] with p = exp(-y): dE/dz[i] = p[i] sum_k dE/dy[k] - dE/dy[i]
+
+@kernel
+def neg_log_softmax_backward(y, dy, dz):
+    total = dy.dtype.type(0.0)
+    for k in range(dy.shape[0]):
+        total += dy[k]
+    for i in range(dy.shape[0]):
+        dz[i] = np.exp(-y[i]) * total - dy[i]
+
+
+# Gauss-Newton term of the cross-entropy at the logits: diag(p) - p p^T, its diagonal p(1-p).
+
+@kernel
+def softmax_gauss_newton(y, d2z):
+    for i in range(y.shape[0]):
+        p = np.exp(-y[i])
+        d2z[i] = p * (1 - p)
+
+
 # ---------------------------------------------------------------- criteria
 # mse: E = y[label]                                         (the paper's eq. 8)
 # map: E = y[label] + log(exp(-j) + sum_k exp(-y[k]))       (eq. 9, the MAP criterion)
-# Both write dE/dy into dy and return E.
+# ce:  E = y[label] with the softmax output's y = -log p: the cross-entropy
+# All write dE/dy into dy and return E.
 
 LOSS_MSE = 0
 LOSS_MAP = 1
+LOSS_CE = 2
 
 
 @kernel
 def loss_forward_backward(y, label, loss_kind, j, dy):
     dy[:] = 0.0
     dy[label] = 1.0
-    if loss_kind == LOSS_MSE:
+    if loss_kind != LOSS_MAP:
         return y[label]
     # log-sum-exp over {-j, -y[0..9]}, shifted by its largest term for stability
     top = -j

@@ -1,13 +1,26 @@
 """The LeNet5 model object: parameters, forward pass, loss and gradients, checkpoints."""
 import zipfile
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
 from . import engine
 from .architecture import (
-    C3_TABLE, KERNEL, LAYER, LAYERS, PAPER_TOTAL, PARAM_SHAPES, PROTOTYPES, full_table,
-    table_mask, table_pairs,
+    C3_TABLE,
+    LAYER,
+    LAYERS,
+    PAPER,
+    PAPER_TOTAL,
+    PARAM_SHAPES,
+    PROTOTYPES,
+    SUBSAMPLING_PARAMS,
+    Variant,
+    layers,
+    param_names,
+    table_mask,
 )
+from .checkpoint_format import check_archive, check_contents, check_entry_header
 from .errors import Lenet5Error
 from .files import save_npz_atomic
 
@@ -16,18 +29,30 @@ LAYER_OUTPUTS = ("input",) + tuple(layer.name for layer in LAYERS)  # keys of Le
 MAP_J = 1.0  # default j of the MAP criterion; see README "Choices the paper left open"
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
-C1_PAIRS = table_pairs(LAYER["C1"].table)
-C3_PAIRS = table_pairs(C3_TABLE)
 C3_UNCONNECTED = ~table_mask(C3_TABLE, LAYER["C3"].in_maps)  # (16, 6) True where no link
-# C3's wiring: LeCun's Table I (the paper), or every S2 map into every C3 map (for the
-# `connections` experiment). Same storage; "full" simply trains all 96 kernels.
-C3_WIRINGS = ("table", "full")
-_C3_FULL_PAIRS = table_pairs(full_table(LAYER["C3"].maps, LAYER["C3"].in_maps))
 
-# The model checks its own size where it is defined: free parameters = dense storage minus
-# the C3 kernels Table I leaves out, and that must be the paper's 60,000.
-N_FREE = engine.N_THETA - int(C3_UNCONNECTED.sum()) * 25
-assert N_FREE == sum(layer.trainable for layer in LAYERS) == PAPER_TOTAL[0], N_FREE
+
+def free_parameters(variant=PAPER):
+    """Trainable parameters a network of `variant` really has, counted from its storage:
+    its arrays, less the C3 kernels its table leaves out and the fixed average pooling."""
+    names = [n for n in param_names(variant) if n != PROTOTYPES]
+    if variant.pooling == "average":
+        names = [n for n in names if n not in SUBSAMPLING_PARAMS]
+    unconnected = int(C3_UNCONNECTED.sum()) * 25 if variant.c3 == "table" else 0
+    return sum(int(np.prod(PARAM_SHAPES[n])) for n in names) - unconnected
+
+
+# The model checks its own size where it is defined: the paper's 60,000, from the storage and
+# from the structure alike.
+assert free_parameters() == sum(layer.trainable for layer in LAYERS) == PAPER_TOTAL[0]
+
+
+REFERENCE = "lenet5-seed0.npz"
+
+
+def reference_checkpoint():
+    """The checkpoint shipped inside the package (the default-seed paper-protocol run)."""
+    return resources.files("lenet5") / "reference" / REFERENCE
 
 
 def default_prototypes(dtype=np.float32):
@@ -42,18 +67,46 @@ class LeNet5:
     `theta`; `params` maps the paper's layer names to views into it (plus the fixed
     prototypes), so editing `net.params[...]` edits the network."""
 
-    def __init__(self, theta, prototypes, c3="table"):
-        if c3 not in C3_WIRINGS:
-            raise Lenet5Error(f"unknown C3 wiring {c3!r}: choose one of {', '.join(C3_WIRINGS)}")
-        self.c3 = c3
-        self.c3_pairs = C3_PAIRS if c3 == "table" else _C3_FULL_PAIRS
+    def __init__(self, theta, prototypes, variant=PAPER):
+        if not isinstance(variant, Variant):
+            raise Lenet5Error(f"variant must be a lenet5.architecture.Variant, got {variant!r}")
+        self.variant = variant
         theta = np.ascontiguousarray(theta)
         if theta.dtype not in (np.float32, np.float64) or theta.shape != (engine.N_THETA,):
             raise Lenet5Error(f"theta must be float32/float64 of shape ({engine.N_THETA},)")
         self.theta = theta
         self.prototypes = np.ascontiguousarray(prototypes, dtype=theta.dtype)
-        self.params = self.views(theta)
-        self.params[PROTOTYPES] = self.prototypes
+        self.params = {n: v for n, v in self.views(theta).items() if n in param_names(variant)}
+        if PROTOTYPES in param_names(variant):
+            self.params[PROTOTYPES] = self.prototypes
+        self._specs = {}
+
+    def spec(self, loss="map", j=MAP_J):
+        """The engine's record for this network and criterion (see lenet5.engine)."""
+        check_loss(self.variant, loss)
+        key = (loss, float(j))
+        if key not in self._specs:
+            self._specs[key] = engine.make_spec(self.variant, self.prototypes, loss, j)
+        return self._specs[key]
+
+    @property
+    def default_loss(self):
+        return default_loss(self.variant)
+
+    def fixed_mask(self):
+        """Boolean mask over theta: True for the entries training never changes (arrays this
+        variant does not use, the fixed 2x2 average, C3 kernels its table leaves out)."""
+        fixed = np.ones(engine.N_THETA, dtype=bool)
+        views = self.views(fixed)
+        for name in param_names(self.variant):
+            if name != PROTOTYPES:
+                views[name][...] = False
+        if self.variant.pooling == "average":
+            for name in SUBSAMPLING_PARAMS:
+                views[name][...] = True
+        if self.variant.c3 == "table":
+            views["C3.weight"][C3_UNCONNECTED] = True
+        return fixed
 
     @property
     def dtype(self):
@@ -65,47 +118,53 @@ class LeNet5:
         return {name: flat[a:b].reshape(PARAM_SHAPES[name]) for name, (a, b) in engine.OFFSETS.items()}
 
     @classmethod
-    def init(cls, seed=0, dtype=np.float32, prototypes=None, c3="table"):
+    def init(cls, seed=0, dtype=np.float32, prototypes=None, variant=PAPER):
         """The paper's initialisation: every weight and bias uniform in [-2.4/F, 2.4/F], F the
         fan-in of the unit it feeds (4 for a subsampling coefficient: its 2x2 block).
-        c3="full" wires every S2 map to every C3 map (F = 6 x 25 for every C3 unit)."""
+        Variants draw the paper's layers first, in the same order, so every layer they share
+        starts as in the paper's network; then: c3="full" redraws C3 with F = 6 x 25;
+        pooling="average" sets S2/S4 to the fixed 1/4 and 0; pooling="max" leaves them unused
+        (zero); output="softmax" draws its 10x84 weights and biases with F = 84."""
         rng = np.random.default_rng(seed)
         theta = np.zeros(engine.N_THETA, dtype=np.float64)
         params = cls.views(theta)
-        for layer in LAYERS:
-            if layer.kind == "rbf":
-                continue
-            first = "coeff" if layer.kind == "subsample" else "weight"
+
+        def draw(layer, parts):
             bound = 2.4 / np.asarray(layer.fan_in, dtype=np.float64)  # one F per output map
-            for part in (first, "bias"):
+            for part in parts:
                 arr = params[f"{layer.name}.{part}"]
                 per_map = bound.reshape((-1,) + (1,) * (arr.ndim - 1))
                 arr[...] = rng.uniform(-1.0, 1.0, arr.shape) * per_map
-        if c3 == "full":  # drawn after the rest, so every other layer is as with Table I
-            bound = 2.4 / (LAYER["C3"].in_maps * KERNEL * KERNEL)
-            for name in ("C3.weight", "C3.bias"):
-                params[name][...] = rng.uniform(-bound, bound, params[name].shape)
-        else:
-            params["C3.weight"][C3_UNCONNECTED] = 0.0
+
+        for layer in LAYERS:
+            if layer.kind != "rbf":
+                draw(layer, ("coeff" if layer.kind == "subsample" else "weight", "bias"))
+        params["C3.weight"][C3_UNCONNECTED] = 0.0
+        by_name = {layer.name: layer for layer in layers(variant)}
+        if variant.c3 == "full":
+            draw(by_name["C3"], ("weight", "bias"))
+        for name in SUBSAMPLING_PARAMS:
+            if variant.pooling != "trainable":
+                params[name][...] = 0.25 if variant.pooling == "average" and name.endswith("coeff") else 0.0
+        if variant.output == "softmax":
+            draw(by_name["OUT"], ("weight", "bias"))
         if prototypes is None:
             prototypes = default_prototypes(np.float64)
-        return cls(theta.astype(dtype), prototypes, c3)
+        return cls(theta.astype(dtype), prototypes, variant)
 
     # ---------------------------------------------------------------- computing
     def _images(self, x):
-        x = np.asarray(x)
-        if x.ndim == 2:
-            x = x[None]
-        if x.ndim != 3 or x.shape[1:] != (32, 32):
-            raise Lenet5Error(f"expected images of shape (N, 32, 32), got {x.shape}")
+        """`x` as a C-contiguous (N, 32, 32) array of the network's dtype, or a Lenet5Error
+        saying what is wrong with it (see check_images)."""
+        x = check_images(x)
         return np.ascontiguousarray(x, dtype=self.dtype)
 
     def forward(self, x):
         """RBF outputs y (N, 10): squared distances of F6's output to each prototype."""
         x = self._images(x)
         out = np.empty((x.shape[0], 10), dtype=self.dtype)
-        engine.forward_batch(x, self.theta, self.prototypes, C1_PAIRS, self.c3_pairs,
-                             engine.thread_bounds(x.shape[0]), out)
+        engine.forward_batch(x, self.theta, self.spec(self.default_loss), engine.thread_bounds(x.shape[0]),
+                             out)
         return out
 
     def layers(self, image):
@@ -115,35 +174,36 @@ class LeNet5:
         x = self._images(image)
         if len(x) != 1:
             raise Lenet5Error(f"layers() takes one image, got {len(x)}")
-        acts = engine.forward_layers(x[0], self.theta, self.prototypes, C1_PAIRS, self.c3_pairs)
+        acts = engine.forward_layers(x[0], self.theta, self.spec(self.default_loss))
         out = dict(zip(LAYER_OUTPUTS, (a.copy() for a in acts)))
         out["input"] = out["input"][0]
         return out
 
     def predict(self, x, batch=2000):
-        """Class = argmin of the RBF outputs, computed in batches."""
+        """Class = argmin of the outputs (RBF distances, or -log p), computed in batches."""
         x = self._images(x)
         return np.concatenate([self.forward(x[i:i + batch]).argmin(axis=1)
                                for i in range(0, len(x), batch)]) if len(x) else np.empty(0, int)
 
-    def loss_and_gradients(self, x, labels, loss="mse", j=MAP_J):
+    def loss_and_gradients(self, x, labels, loss=None, j=MAP_J):
         """(mean per-sample loss, dict of mean gradients with the names/shapes of params).
-        loss="mse": E = y_label (eq. 8); loss="map": E = y_label + log(e^-j + sum_i e^-y_i)."""
+        loss="mse": E = y_label (eq. 8); loss="map": E = y_label + log(e^-j + sum_i e^-y_i);
+        loss="ce" (softmax output): E = y_label = -log p_label. None: the output's own
+        criterion (RBF: map, softmax: ce)."""
         losses, grad = self.losses_and_flat_gradient(x, labels, loss, j)
-        grads = self.views(grad)
-        grads[PROTOTYPES] = np.zeros_like(self.prototypes)
+        grads = {name: view for name, view in self.views(grad).items() if name in self.params}
+        if PROTOTYPES in self.params:
+            grads[PROTOTYPES] = np.zeros_like(self.prototypes)
         return float(losses.mean()), grads
 
-    def losses_and_flat_gradient(self, x, labels, loss="mse", j=MAP_J):
+    def losses_and_flat_gradient(self, x, labels, loss=None, j=MAP_J):
         """Per-sample losses and the mean gradient as one flat vector laid out like theta."""
-        loss_kind = loss_code(loss)
+        spec = self.spec(loss or self.default_loss, j)
         x = self._images(x)
         labels = check_labels(labels, len(x))
         losses = np.empty(len(x), dtype=self.dtype)
         grad = np.empty_like(self.theta)
-        engine.loss_gradient_batch(x, labels, self.theta, self.prototypes, C1_PAIRS, self.c3_pairs,
-                                   loss_kind, self.dtype.type(j), engine.thread_bounds(len(x)),
-                                   losses, grad)
+        engine.loss_gradient_batch(x, labels, self.theta, spec, engine.thread_bounds(len(x)), losses, grad)
         grad /= len(x)
         return losses, grad
 
@@ -153,8 +213,8 @@ class LeNet5:
         out = {name: np.ascontiguousarray(arr) for name, arr in self.params.items()}
         out["meta.format_version"] = np.array(FORMAT_VERSION)
         out["meta.dtype"] = np.array(str(self.dtype))
-        if self.c3 != "table":  # absent = Table I, so the paper network's files are unchanged
-            out["meta.c3"] = np.array(self.c3)
+        if not self.variant.is_paper:  # absent = the paper's, so its files are unchanged
+            out["meta.variant"] = np.array(self.variant.to_json())
         return out
 
     def save(self, path, extra=None):
@@ -165,18 +225,29 @@ class LeNet5:
             if not name.startswith("state."):
                 raise ValueError(f"extra checkpoint entries must start with 'state.': {name}")
             arrays[name] = np.asarray(value)
-        save_npz_atomic(path, arrays)
+        if Path(path).is_dir():
+            raise Lenet5Error(f"cannot save to {path}: it is a folder; give a file name such as "
+                              f"{Path(path) / 'net.npz'}")
+        try:
+            save_npz_atomic(path, arrays)
+        except OSError as e:
+            raise Lenet5Error(f"cannot write {path}: {e.strerror or e}") from None
 
     @classmethod
     def load(cls, path, with_state=False):
-        """Load and validate a checkpoint: exactly the known names and shapes, a known format
-        version and dtype, finite values, C3 zero where Table I has no link (unless the
-        checkpoint says its C3 is fully connected). Never unpickles."""
+        """Load and validate a checkpoint: its variant (meta.variant; absent = the paper's),
+        exactly that variant's names and shapes, a known format version and dtype, finite
+        values, C3 zero where Table I has no link (when the variant uses the table). Never
+        unpickles."""
         arrays = load_npz(path)
         where = f"checkpoint {path}"
-        expected = set(PARAM_SHAPES) | {"meta.format_version", "meta.dtype"}
+        check_contents(arrays, where, engine.N_THETA)  # state.* entries, prototypes
+        variant = checkpoint_variant(arrays, where)
+        names = param_names(variant)
+        expected = set(names) | {"meta.format_version", "meta.dtype"}
+        meta = {"meta.variant", "meta.c3"}
         missing = sorted(expected - set(arrays))
-        unknown = sorted(n for n in set(arrays) - expected - {"meta.c3"} if not n.startswith("state."))
+        unknown = sorted(n for n in set(arrays) - expected - meta if not n.startswith("state."))
         if missing or unknown:
             raise Lenet5Error(f"{where}: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}")
         version = arrays["meta.format_version"]
@@ -188,8 +259,9 @@ class LeNet5:
         dtype = DTYPES[dtype_name]
         theta = np.empty(engine.N_THETA, dtype=dtype)
         params = cls.views(theta)
-        for name, shape in PARAM_SHAPES.items():
-            arr = arrays[name]
+        theta[:] = 0.0
+        for name in names:
+            shape, arr = PARAM_SHAPES[name], arrays[name]
             if arr.shape != shape:
                 raise Lenet5Error(f"{where}: {name} has shape {arr.shape}, expected {shape}")
             if arr.dtype.kind != "f":
@@ -198,21 +270,72 @@ class LeNet5:
                 raise Lenet5Error(f"{where}: {name} holds NaN or infinite values")
             if name != PROTOTYPES:
                 params[name][...] = arr
-        c3 = str(arrays["meta.c3"]) if "meta.c3" in arrays else "table"
-        if c3 not in C3_WIRINGS:
-            raise Lenet5Error(f"{where}: meta.c3 is {c3!r}, expected one of {', '.join(C3_WIRINGS)}")
-        if c3 == "table" and np.any(params["C3.weight"][C3_UNCONNECTED] != 0):
+        if variant.c3 == "table" and np.any(params["C3.weight"][C3_UNCONNECTED] != 0):
             raise Lenet5Error(f"{where}: C3.weight is non-zero where Table I has no connection")
-        net = cls(theta, arrays[PROTOTYPES], c3)
+        prototypes = arrays[PROTOTYPES] if PROTOTYPES in names else default_prototypes(dtype)
+        net = cls(theta, prototypes, variant)
         if with_state:
             return net, {n: a for n, a in arrays.items() if n.startswith("state.")}
         return net
 
 
-def loss_code(loss):
-    if loss not in engine.LOSSES:
-        raise Lenet5Error(f"unknown loss {loss!r}: choose one of {sorted(engine.LOSSES)}")
-    return engine.LOSSES[loss]
+def checkpoint_variant(arrays, where):
+    """The Variant a checkpoint records: meta.variant (JSON), or the older meta.c3 entry, or
+    none at all for the paper's network."""
+    try:
+        if "meta.variant" in arrays:
+            return Variant.from_json(str(arrays["meta.variant"]))
+        if "meta.c3" in arrays:
+            return Variant(c3=str(arrays["meta.c3"]))
+    except Lenet5Error as e:
+        raise Lenet5Error(f"{where}: {e}") from None
+    return PAPER
+
+
+def default_loss(variant):
+    """The criterion an output is trained with unless told otherwise: MAP (eq. 9) for the RBF
+    output, cross-entropy for the softmax output."""
+    return "ce" if variant.output == "softmax" else "map"
+
+
+def check_loss(variant, loss):
+    """Lenet5Error unless `loss` is a criterion for this variant's output."""
+    allowed = ("ce",) if variant.output == "softmax" else ("map", "mse")
+    if loss not in allowed:
+        raise Lenet5Error(f"loss {loss!r} does not go with the {variant.output} output: choose "
+                          f"{' or '.join(allowed)}")
+
+
+# Inputs far outside the paper's range [-0.1, 1.175] are raw pixels, not preprocessed ones.
+INPUT_LIMIT = 10.0
+
+
+def check_images(x):
+    """`x` as an (N, 32, 32) real array (one (32, 32) image is N = 1), or a Lenet5Error:
+    no images, not real numbers (object, complex, text, bool, raw integer pixels), NaN or
+    infinite values, values far outside the paper's input range."""
+    x = np.asarray(x)
+    if x.ndim == 2:
+        x = x[None]
+    how = ("map raw uint8 (N, 28, 28) digits with lenet5.data.mnist.preprocess, which pads them "
+           "to 32x32 and scales 0..255 to -0.1..1.175 as the paper does")
+    if x.dtype.kind in "iu":
+        raise Lenet5Error(f"images are integers ({x.dtype}), i.e. raw pixels: {how}")
+    if x.dtype.kind != "f":
+        raise Lenet5Error(f"images must be real floating-point numbers, got dtype {x.dtype}")
+    if x.ndim != 3 or x.shape[1:] != (32, 32):
+        raise Lenet5Error(f"expected images of shape (N, 32, 32), got {x.shape}")
+    if len(x) == 0:
+        raise Lenet5Error("no images: the batch is empty")
+    finite = np.isfinite(x)
+    if not finite.all():
+        first = int(np.argmin(finite.reshape(len(x), -1).all(axis=1)))
+        raise Lenet5Error(f"images hold NaN or infinite values (first in image {first})")
+    peak = float(np.abs(x).max())
+    if peak > INPUT_LIMIT:
+        raise Lenet5Error(f"image values reach {peak:g}, far outside the paper's input range "
+                          f"-0.1..1.175; if these are raw 0..255 pixels, {how}")
+    return x
 
 
 def check_labels(labels, n):
@@ -225,19 +348,29 @@ def check_labels(labels, n):
 
 
 def load_npz(path):
-    """All arrays of an .npz, read with allow_pickle=False; any problem -> Lenet5Error."""
+    """All arrays of an .npz, read with allow_pickle=False after the zip directory and every
+    entry's header are checked against size limits (lenet5.checkpoint_format), so a small file
+    cannot unpack into gigabytes; any problem -> Lenet5Error."""
     where = f"checkpoint {path}"
     try:
         with open(path, "rb") as f:
             if f.read(4) != b"PK\x03\x04":
                 raise Lenet5Error(f"{where}: not a valid .npz (not a zip archive)")
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
+        arrays = {}
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            check_archive(infos, where)
+            for info in infos:
+                with archive.open(info) as entry:
+                    check_entry_header(entry, info, where)
+                with archive.open(info) as entry:
+                    arrays[info.filename[:-4]] = np.lib.format.read_array(entry, allow_pickle=False)
+        return arrays
     except FileNotFoundError:
         raise Lenet5Error(f"{where}: no such file") from None
     except ValueError as e:
         if "allow_pickle" in str(e):
             raise Lenet5Error(f"{where}: holds a pickled object; refusing to load it") from None
         raise Lenet5Error(f"{where}: not a valid .npz ({e})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
+    except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError) as e:
         raise Lenet5Error(f"{where}: not a valid .npz ({e})") from None

@@ -6,18 +6,22 @@ Everything needed to continue a run is in its checkpoint (`state.*` arrays), so 
 interrupted run resumed with `--resume` ends exactly where the uninterrupted run would.
 """
 import json
+import math
+import numbers
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from . import engine
+from .architecture import Variant
 from .errors import Lenet5Error
 from .files import csv_text, write_json_atomic, write_text_atomic
-from .model import C1_PAIRS, C3_WIRINGS, DTYPES, MAP_J, LeNet5, loss_code
+from .model import DTYPES, MAP_J, LeNet5, check_loss
 from .progress import Progress
+from .rundir import RunLock, check_writable, claim, reason
 
 # Appendix C: eta_k = epsilon / (mu + h_kk), h re-estimated on 500 samples before each pass.
 # The paper prints mu = 0.02. Here that diverges: at the paper's initialisation activations
@@ -33,11 +37,6 @@ HESSIAN_SAMPLES = 500
 # 0.00005 for 9-12, 0.00001 after
 EPSILON_SCHEDULE = ((2, 5e-4), (5, 2e-4), (8, 1e-4), (12, 5e-5))
 EPSILON_FINAL = 1e-5
-
-# S2/S4 variants: the paper's trainable coefficient and bias, or a fixed 2x2 average (the
-# coefficient held at 1/4 and the bias at 0 by a zero step size; the squashing stays).
-POOLINGS = ("trainable", "average")
-SUBSAMPLING_PARAMS = ("S2.coeff", "S2.bias", "S4.coeff", "S4.bias")
 
 CHUNK = 500  # samples per kernel call: the granularity of progress, Ctrl-C and NaN checks
 METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_error_pct", "test_error_pct", "seconds",
@@ -65,27 +64,55 @@ class TrainConfig:
     train_size: int = 0  # 0: all 60,000
     dtype: str = "float32"
     distortions: int = 0  # distorted copies added to the training set (paper: 540,000)
-    c3: str = "table"  # C3 wiring: "table" (LeCun's Table I) or "full"
-    pooling: str = "trainable"  # S2/S4: "trainable" (paper) or "average" (coefficient 1/4, bias 0, frozen)
+    # the network's variant (lenet5.architecture.VARIANT_CHOICES; defaults: the paper's)
+    c3: str = "table"
+    pooling: str = "trainable"
+    activation: str = "scaled-tanh"
+    output: str = "rbf"
+
+    @property
+    def variant(self):
+        return Variant(c3=self.c3, pooling=self.pooling, activation=self.activation, output=self.output)
 
     def check(self):
+        self._check_types()
         if self.optimizer not in ("sdlm", "sgd"):
             raise Lenet5Error(f"unknown optimizer {self.optimizer!r}: choose sdlm or sgd")
-        loss_code(self.loss)
+        check_loss(self.variant, self.loss)  # (also checks every variant choice)
         if self.optimizer == "sdlm" and self.batch_size != 1:
             raise Lenet5Error("sdlm is the paper's online method: use --batch-size 1")
-        if self.batch_size < 1 or self.epochs < 0 or self.train_size < 0 or self.lr <= 0 or self.mu <= 0:
-            raise Lenet5Error("--batch-size, --lr and --mu must be positive, --epochs/--train-size >= 0")
-        if self.c3 not in C3_WIRINGS:
-            raise Lenet5Error(f"unknown C3 wiring {self.c3!r}: choose one of {', '.join(C3_WIRINGS)}")
-        if self.pooling not in POOLINGS:
-            raise Lenet5Error(f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
+        self._check_numbers()
         if self.distortions < 0:
             raise Lenet5Error("--distortions must be >= 0")
         if self.distortions and self.batch_size != 1:
             raise Lenet5Error("training on distorted copies is online only: use --batch-size 1")
         if self.dtype not in DTYPES:
             raise Lenet5Error(f"unknown dtype {self.dtype!r}: choose float32 or float64")
+
+    def _check_types(self):
+        """Every int/float/str setting holds a value of that type (an int will do for a float),
+        so a setting read from a damaged checkpoint cannot break a comparison."""
+        for f in fields(self):
+            value, default = getattr(self, f.name), f.default
+            if isinstance(default, bool) or not isinstance(default, (int, float, str)):
+                continue
+            kind = (str if isinstance(default, str) else
+                    numbers.Integral if isinstance(default, int) else numbers.Real)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise Lenet5Error(f"setting {f.name} must be {type(default).__name__}, got {value!r}")
+
+    def _check_numbers(self):
+        """Counts at least their minimum; rates finite and in the range where training works."""
+        for name, low in COUNT_MINIMUMS.items():
+            if getattr(self, name) < low:
+                flag = "--" + name.replace("_", "-")
+                raise Lenet5Error(f"{flag} must be at least {low}, got {getattr(self, name)}")
+        for name, (bracket, low, high, why) in RATE_RANGES.items():
+            value = getattr(self, name)
+            above = value > low if bracket == "(" else value >= low
+            if not (math.isfinite(value) and above and value <= high):
+                raise Lenet5Error(f"--{name} must be a finite number in {bracket}{low:g}, {high:g}], "
+                                  f"got {value!r} ({why})")
 
 
 def hessian_estimate(net, images, rng):
@@ -95,7 +122,7 @@ def hessian_estimate(net, images, rng):
     chosen = images[pick] if isinstance(images, np.ndarray) else images.images(pick)
     hess = np.zeros_like(net.theta)
     engine.hessian_diagonal(np.ascontiguousarray(chosen, dtype=net.dtype), net.theta,
-                            net.prototypes, C1_PAIRS, net.c3_pairs, hess)
+                            net.spec(net.default_loss), hess)
     return hess / len(pick)
 
 
@@ -139,8 +166,28 @@ def error_pct(net, images, labels):
     return 100.0 * float(np.mean(net.predict(images) != labels))
 
 
+# Divergence, checked after every chunk of samples. Trained LeNet-5 weights stay below 2 in
+# magnitude (the shipped reference: 1.29), so past WEIGHT_LIMIT the squashing units are
+# saturated for good. An untrained network's F6 output is ~0, so its loss is ~84 for every
+# sample (each RBF output ~ |prototype|^2 = 84); diverged runs sit at 180-420 (measured on 2,000
+# images: --mu 0.02 and 0.001, SGD at --lr 0.1, 1, 100 and 1e9), healthy ones fall below 50
+# within 500 samples. LOSS_BLOWUP times the untrained loss separates the two.
+WEIGHT_LIMIT = 1e3
+LOSS_BLOWUP = 1.5
+# TrainConfig.check: the least value of each count, and (bracket, low, high, why) of each
+# rate: "(" excludes low, "[" includes it.
+COUNT_MINIMUMS = {"epochs": 1, "batch_size": 1, "seed": 0, "train_size": 0, "distortions": 0}
+RATE_RANGES = {
+    "lr": ("(", 0.0, 1.0, "plain SGD already diverges at 0.1 on LeNet-5"),
+    "mu": ("(", 0.0, 1e3, "above that SDLM's steps are too small to train"),
+    "j": ("[", 0.0, 50.0, "e^-j must stay far above float32's smallest number, e^-87"),
+}
+# Settings a resumed run may change: they only scale later steps or add passes.
+RESUME_CHANGEABLE = ("epochs", "lr", "mu")
+
+
 class Interrupted(Exception):
-    pass
+    """Training stopped by Ctrl-C; the message says what was saved."""
 
 
 class Trainer:
@@ -151,6 +198,9 @@ class Trainer:
         self.config = config
         dtype = DTYPES[config.dtype]
         (train_x, train_y), (test_x, test_y) = data
+        if config.train_size > len(train_x):
+            raise Lenet5Error(f"--train-size {config.train_size:,} is more than the "
+                              f"{len(train_x):,} training images")
         if config.train_size:
             train_x, train_y = train_x[:config.train_size], train_y[:config.train_size]
         self.train_x = np.ascontiguousarray(train_x, dtype=dtype)
@@ -160,19 +210,14 @@ class Trainer:
         self.source = (DistortedSource(self.train_x, self.train_y, config.distortions, config.seed)
                        if config.distortions else None)
         self.out_dir = Path(out_dir)
-        self.net = net if net is not None else LeNet5.init(seed=config.seed, dtype=dtype, c3=config.c3)
+        self.net = net if net is not None else LeNet5.init(seed=config.seed, dtype=dtype,
+                                                           variant=config.variant)
         if self.net.dtype != dtype:
             raise Lenet5Error(f"checkpoint is {self.net.dtype}, run asks for {config.dtype}")
-        if self.net.c3 != config.c3:
-            raise Lenet5Error(f"checkpoint's C3 is {self.net.c3!r}, run asks for {config.c3!r}")
-        self.frozen = np.zeros_like(self.net.theta, dtype=bool)  # parameters never stepped
-        if config.pooling == "average":
-            views = LeNet5.views(self.frozen)
-            for name in SUBSAMPLING_PARAMS:
-                views[name][...] = True
-            if net is None:  # a fresh network: the fixed average
-                for name in SUBSAMPLING_PARAMS:
-                    self.net.params[name][...] = 0.25 if name.endswith("coeff") else 0.0
+        if self.net.variant != config.variant:
+            raise Lenet5Error(f"checkpoint's network is {self.net.variant.describe()}, the run asks "
+                              f"for {config.variant.describe()}")
+        self.frozen = self.net.fixed_mask()  # parameters never stepped (eta = 0)
         self.log, self.progress = log, progress
         state = state or {}
         self.history = json.loads(str(state["state.history"])) if "state.history" in state else []
@@ -181,7 +226,12 @@ class Trainer:
         self.eta = state.get("state.eta")
         self.epoch_losses = state.get("state.epoch_losses")
         self.epoch_seconds = float(state.get("state.epoch_seconds", 0.0))
+        # the untrained network's mean loss: the yardstick of a loss blow-up
+        self.initial_loss = float(state["state.initial_loss"]) if "state.initial_loss" in state else None
+        self._measure_initial_loss = net is None
         self._stop = False
+        self.saved, self.saved_at = None, None  # what of this run is on disk: text, (epoch, position)
+        self.phase = "setting up"
 
     # ---------------------------------------------------------------- state
     @property
@@ -195,11 +245,64 @@ class Trainer:
         if mid_epoch:
             state.update({"state.eta": self.eta, "state.epoch_losses": self.epoch_losses,
                           "state.epoch_seconds": self.epoch_seconds})
+        if self.initial_loss is not None:
+            state["state.initial_loss"] = self.initial_loss
         self.net.save(self.checkpoint_path, extra=state)
 
     def write_metrics(self):
         write_json_atomic(self.out_dir / "metrics.json", self.history)
         write_text_atomic(self.out_dir / "metrics.csv", csv_text(self.history, METRIC_FIELDS))
+
+    def _save(self, what, mid_epoch=False):
+        """save(); a failed write becomes a Lenet5Error saying what was and was not saved."""
+        try:
+            self.save(mid_epoch)
+        except (OSError, Lenet5Error) as e:
+            why = f"cannot write {self.checkpoint_path}: {reason(e)}" if isinstance(e, OSError) else str(e)
+            raise Lenet5Error(f"{why}; {what} was not saved; {self.saved_note()}") from None
+        self._mark_saved(self.epoch, self.position if mid_epoch else 0)
+
+    def _mark_saved(self, epoch, position):
+        self.saved_at = (epoch, position)
+        done = (f"pass {epoch}, {position:,} of {len(self.train_x):,} samples" if position
+                else f"after pass {epoch - 1}")
+        self.saved = f"{self.checkpoint_path} ({done})"
+
+    def _write_metrics(self):
+        """write_metrics(), after the checkpoint they describe; a failure is a Lenet5Error."""
+        try:
+            self.write_metrics()
+        except OSError as e:
+            raise Lenet5Error(f"cannot write the metrics in {self.out_dir}: {reason(e)}; "
+                              f"{self.saved_note()} (resuming from it writes them again)") from None
+
+    def saved_note(self):
+        """Where this run stands on disk, for messages."""
+        if self.saved is None:
+            return f"nothing of this run has been saved in {self.out_dir} yet"
+        return f"the last saved checkpoint is {self.saved}"
+
+    def _is_own(self, path):
+        """Is the checkpoint at `path` this very run as it stands now (the one it resumes)?
+        Same passes, same place in the pass, same settings apart from RESUME_CHANGEABLE."""
+        try:
+            _, state = LeNet5.load(path, with_state=True)
+        except Lenet5Error:
+            return False
+        if "state.config" not in state:
+            return False
+        mine = json.loads(json.dumps(asdict(self.config)))
+        theirs = json.loads(str(state["state.config"]))
+        for name in RESUME_CHANGEABLE:
+            mine.pop(name, None), theirs.pop(name, None)
+        return (mine == theirs and int(state.get("state.epoch", 1)) == self.epoch
+                and int(state.get("state.position", 0)) == self.position
+                and json.loads(str(state.get("state.history", "[]"))) == self.history)
+
+    def _bytes_needed(self):
+        """Room a checkpoint save takes: the new file beside the old one until the rename."""
+        itemsize = self.net.theta.dtype.itemsize
+        return 2 * (2 * self.net.theta.nbytes + len(self.train_x) * itemsize) + (1 << 20)
 
     # ---------------------------------------------------------------- running
     def _epoch_rng(self, epoch):
@@ -218,16 +321,40 @@ class Trainer:
         eta[self.frozen] = 0.0
         return lr, eta
 
-    def run(self):
-        """Train up to config.epochs; returns the metrics history. Raises Interrupted after
-        saving when SIGINT arrives (the current chunk of samples is finished first)."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        previous = signal.signal(signal.SIGINT, self._on_sigint)
-        try:
-            while self.epoch <= self.config.epochs:
-                self._run_epoch()
-        finally:
-            signal.signal(signal.SIGINT, previous)
+    def check_folder(self, overwrite=False):
+        """Fail now, before any time is spent, where run() would: a resumed state that does
+        not fit the data, a run folder that cannot be written or holds another run."""
+        self._check_state_fits()
+        check_writable(self.out_dir, self._bytes_needed())
+        if not overwrite:
+            claim(self.out_dir, self._is_own)
+
+    def run(self, overwrite=False):
+        """Train up to config.epochs; returns the metrics history.
+
+        Before any training the run folder is checked (a writable folder with room for a
+        checkpoint), locked for the whole run, and claimed: it may hold nothing, or this run's
+        own checkpoint (the one it resumes); another run's files are refused, or removed when
+        `overwrite`. After every pass the checkpoint is written, then the metrics that
+        describe it. SIGINT finishes the current chunk of samples, saves and raises
+        Interrupted; a second SIGINT stops at once, and Interrupted says what was saved.
+        Divergence and failed writes are Lenet5Errors that say the same."""
+        self.check_folder(overwrite=True)  # (the claim proper is made holding the lock)
+        with RunLock(self.out_dir):
+            claim(self.out_dir, self._is_own, overwrite)
+            if self.checkpoint_path.exists():  # this run's own checkpoint (claim checked it)
+                self._mark_saved(self.epoch, self.position)
+                if self.history:
+                    self._write_metrics()  # in case a failed write left them behind
+            previous = signal.signal(signal.SIGINT, self._on_sigint)
+            try:
+                while self.epoch <= self.config.epochs:
+                    self._run_epoch()
+            except KeyboardInterrupt:
+                raise Interrupted(f"stopped by a second Ctrl-C during {self.phase}: "
+                                  f"{self._lost()}; {self.saved_note()}") from None
+            finally:
+                signal.signal(signal.SIGINT, previous)
         return self.history
 
     def _on_sigint(self, signum, frame):
@@ -235,8 +362,30 @@ class Trainer:
             raise KeyboardInterrupt
         self._stop = True
 
+    def _lost(self):
+        """What a stop right now loses, for the pass in progress (self.phase_epoch)."""
+        epoch = self.phase_epoch
+        if self.saved_at and self.saved_at >= (epoch + 1, 0):
+            return f"pass {epoch} is saved"
+        if self.saved_at and self.saved_at[0] == epoch and self.saved_at[1]:
+            return f"nothing from pass {epoch} after sample {self.saved_at[1]:,} was saved"
+        return f"nothing from pass {epoch} was saved"
+
+    def _check_state_fits(self):
+        """A resumed state must belong to this training set and hold a readable history."""
+        n = len(self.train_x)
+        if self.position and (self.position > n or len(self.epoch_losses) != n):
+            raise Lenet5Error(f"the checkpoint was saved {self.position:,} samples into a pass of "
+                              f"{len(self.epoch_losses):,} samples, but this run has {n:,}: resume "
+                              "it with the same training data")
+        for row in self.history:
+            if set(row) != set(METRIC_FIELDS):
+                raise Lenet5Error(f"the checkpoint's history has a pass with fields {sorted(row)}, "
+                                  f"expected {list(METRIC_FIELDS)}")
+
     def _run_epoch(self):
         cfg, epoch, n = self.config, self.epoch, len(self.train_x)
+        self.phase, self.phase_epoch = f"the start of pass {epoch}", epoch
         rng = self._epoch_rng(epoch)
         order = rng.permutation(n) if self.source is None else self.source.pass_order(epoch)
         start = time.perf_counter()
@@ -246,28 +395,27 @@ class Trainer:
             self.epoch_seconds = 0.0
         else:
             self.lr = sdlm_epsilon(epoch) if cfg.optimizer == "sdlm" else cfg.lr
+        self.phase = f"pass {epoch}"
         bar = Progress(n, desc=f"epoch {epoch:2d}", enabled=self.progress)
         bar.update(self.position)
         step = cfg.batch_size if cfg.batch_size > 1 else CHUNK
+        if self._measure_initial_loss and self.initial_loss is None:
+            self.initial_loss = self._untrained_loss()
         while self.position < n:
             a, b = self.position, min(self.position + step, n)
             self._train_slice(order[a:b], self.epoch_losses[a:b])
-            bad = ~np.isfinite(self.epoch_losses[a:b])
-            if bad.any() or not np.isfinite(self.net.theta).all():
-                k = a + int(np.argmax(bad)) if bad.any() else b - 1
-                raise Lenet5Error(
-                    f"training diverged: loss became NaN/inf at epoch {epoch}, sample {k + 1} of "
-                    f"{n} (training image {order[k]}); the last good checkpoint is "
-                    f"{self.checkpoint_path} -- try a smaller learning rate")
+            self._check_divergence(order, a, b)
             self.position = b
             bar.update(b - a, note=f"loss {self.epoch_losses[:b].mean():.4f}")
             if self._stop and self.position < n:
                 bar.close()
                 self.epoch_seconds += time.perf_counter() - start
-                self.save(mid_epoch=True)
+                self.phase = f"saving pass {epoch} mid-way"
+                self._save(f"pass {epoch} up to sample {self.position:,}", mid_epoch=True)
                 raise Interrupted(f"interrupted in epoch {epoch} after {self.position:,} of {n:,} "
                                   f"samples; saved {self.checkpoint_path}")
         bar.close()
+        self.phase = f"the end-of-pass evaluation of pass {epoch}"
         seconds = self.epoch_seconds + time.perf_counter() - start
         row = {
             "epoch": epoch, "lr": self.lr,
@@ -276,18 +424,59 @@ class Trainer:
             "test_error_pct": error_pct(self.net, self.test_x, self.test_y),
             "seconds": round(seconds, 3), "samples_per_s": round(n / seconds, 1),
         }
+        self.phase = f"saving pass {epoch}"
         self.history.append(row)
         self.epoch, self.position = epoch + 1, 0
-        self.write_metrics()
-        self.save()
+        try:
+            self._save(f"pass {epoch} (test error {row['test_error_pct']:.2f}%)")  # first the checkpoint,
+        except Lenet5Error:
+            self.history.pop()
+            self.epoch, self.position = epoch, n
+            raise
+        self._write_metrics()  # then the metrics that describe it
         self.log(format_row(row))
         if self._stop:
             raise Interrupted(f"interrupted after epoch {epoch}; saved {self.checkpoint_path}")
 
+    def _check_divergence(self, order, a, b):
+        """Lenet5Error if the step that trained samples a..b broke the network: a NaN/inf loss
+        or weight, weights past WEIGHT_LIMIT, or the recent loss past LOSS_BLOWUP times the
+        untrained network's."""
+        losses, theta = self.epoch_losses[a:b], self.net.theta
+        k, cause = b - 1, None
+        if not (np.isfinite(losses).all() and np.isfinite(theta).all()):
+            bad = ~np.isfinite(losses)
+            k = a + int(np.argmax(bad)) if bad.any() else k
+            cause = "loss became NaN/inf"
+        elif (peak := float(np.abs(theta).max())) > WEIGHT_LIMIT:
+            cause = f"weights grew to {peak:.3g} (a trained LeNet-5's stay below 2)"
+        elif self.initial_loss is not None:
+            recent = float(np.mean(self.epoch_losses[max(0, b - CHUNK):b], dtype=np.float64))
+            if recent > LOSS_BLOWUP * self.initial_loss:
+                cause = (f"the loss rose to {recent:.4g}, over {LOSS_BLOWUP:g}x the untrained "
+                         f"network's {self.initial_loss:.4g}")
+        if cause:
+            n = len(self.train_x)
+            raise Lenet5Error(f"training diverged: {cause} at epoch {self.epoch}, sample {k + 1:,} of "
+                              f"{n:,} (training image {order[k]}); {self.saved_note()}; {self._advice()}")
+
+    def _untrained_loss(self, samples=100):
+        """The mean loss of the (still untrained) network on the first training samples."""
+        pick = slice(0, min(samples, len(self.train_x)))
+        losses, _ = self.net.losses_and_flat_gradient(self.train_x[pick], self.train_y[pick],
+                                                      loss=self.config.loss, j=self.config.j)
+        return float(np.mean(losses, dtype=np.float64))
+
+    def _advice(self):
+        """What to change when training diverges: the step size of the optimizer in use."""
+        cfg = self.config
+        if cfg.optimizer == "sgd":
+            return f"lower --lr (it is {cfg.lr:g}; the default is {TrainConfig.lr:g})"
+        return (f"raise --mu, SDLM's damping (it is {cfg.mu:g}; the default {SDLM_MU:g} is stable, "
+                f"the paper's printed {PAPER_MU:g} is not)")
+
     def _train_slice(self, idx, losses):
         cfg, net = self.config, self.net
-        code = loss_code(cfg.loss)
-        j = net.dtype.type(cfg.j)
         if cfg.batch_size == 1:
             images, labels = self.train_x, self.train_y
             if self.source is not None:  # render this chunk's distorted samples
@@ -295,8 +484,8 @@ class Trainer:
                 images = np.ascontiguousarray(images, dtype=net.dtype)
                 labels = np.ascontiguousarray(labels, dtype=np.int64)
                 idx = np.arange(len(idx), dtype=np.int64)
-            engine.train_online(images, labels, idx, net.theta, self.eta,
-                                net.prototypes, C1_PAIRS, net.c3_pairs, code, j, losses)
+            engine.train_online(images, labels, idx, net.theta, self.eta, net.spec(cfg.loss, cfg.j),
+                                losses)
             return
         batch_losses, grad = net.losses_and_flat_gradient(self.train_x[idx], self.train_y[idx],
                                                           loss=cfg.loss, j=cfg.j)

@@ -72,6 +72,34 @@ def subsample_backward(x, coeff, delta):
             coeff[:, None, None] * up(delta))
 
 
+def max_pool(x):
+    """Max of each non-overlapping 2x2 block."""
+    m, h, w = x.shape
+    return x.reshape(m, h // 2, 2, w // 2, 2).max(axis=(2, 4))
+
+
+def max_pool_routes(x):
+    """0/1 array like x: 1 at each block's winner (the first in row-major order on a tie)."""
+    route = np.zeros_like(x)
+    for m in range(x.shape[0]):
+        for y in range(0, x.shape[1], 2):
+            for xx in range(0, x.shape[2], 2):
+                block = x[m, y:y + 2, xx:xx + 2].reshape(-1)
+                k = int(np.argmax(block))  # numpy's argmax: the first maximum
+                route[m, y + k // 2, xx + k % 2] = 1
+    return route
+
+
+# activation -> (f, f') written from the definitions, on the pre-activation u
+ACTIVATIONS = {
+    "scaled-tanh": (lambda u: TANH_A * np.tanh(TANH_S * u), lambda u: TANH_A * TANH_S / np.cosh(TANH_S * u) ** 2),
+    "tanh": (np.tanh, lambda u: 1 / np.cosh(u) ** 2),
+    "sigmoid": (lambda u: 1 / (1 + np.exp(-u)), lambda u: np.exp(-u) / (1 + np.exp(-u)) ** 2),
+    "relu": (lambda u: np.maximum(u, 0), lambda u: (u > 0).astype(float)),
+    "identity": (lambda u: u, lambda u: np.ones_like(u)),
+}
+
+
 def squash(u):
     return TANH_A * np.tanh(TANH_S * u)
 
@@ -85,13 +113,21 @@ def rbf(x, prototypes):
 
 
 def loss(y, label, kind, j):
-    if kind == "mse":
+    if kind in ("mse", "ce"):
         return y[label]
     return y[label] + np.log(np.exp(-j) + np.exp(-y).sum())
 
 
-def network_forward(image, params, mask):
-    """The whole graph, layer by layer; returns every pre-activation and output."""
+def neg_log_softmax(z):
+    return np.log(np.exp(z - z.max()).sum()) + z.max() - z
+
+
+def network_forward(image, params, mask, variant=None):
+    """The whole graph, layer by layer; returns every pre-activation and output. `variant`
+    (a lenet5 Variant; None = the paper's) picks pooling, activation and output; `mask` is
+    C3's connection mask."""
+    if variant is not None and not variant.is_paper:
+        return variant_forward(image, params, mask, variant)
     s = {"x0": image[None].astype(float)}
     s["u1"] = conv_valid(s["x0"], params["C1.weight"], params["C1.bias"], np.ones((6, 1), bool))
     s["x1"] = squash(s["u1"])
@@ -106,4 +142,35 @@ def network_forward(image, params, mask):
     s["u6"] = params["F6.weight"] @ s["x5"] + params["F6.bias"]
     s["x6"] = squash(s["u6"])
     s["y"] = rbf(s["x6"], params["OUT.prototypes"])
+    return s
+
+
+def variant_forward(image, params, mask, v):
+    """network_forward for any Variant, with the same keys (plus "z", the softmax logits)."""
+    f = ACTIVATIONS[v.activation][0]
+    pool_f = ACTIVATIONS["identity" if v.pooling == "max" else v.activation][0]
+
+    def pool(x, name):
+        if v.pooling == "max":
+            return max_pool(x)
+        return subsample(x, params[f"{name}.coeff"], params[f"{name}.bias"])
+
+    s = {"x0": image[None].astype(float)}
+    s["u1"] = conv_valid(s["x0"], params["C1.weight"], params["C1.bias"], np.ones((6, 1), bool))
+    s["x1"] = f(s["u1"])
+    s["u2"] = pool(s["x1"], "S2")
+    s["x2"] = pool_f(s["u2"])
+    s["u3"] = conv_valid(s["x2"], params["C3.weight"], params["C3.bias"], mask)
+    s["x3"] = f(s["u3"])
+    s["u4"] = pool(s["x3"], "S4")
+    s["x4"] = pool_f(s["u4"])
+    s["u5"] = conv_valid(s["x4"], params["C5.weight"], params["C5.bias"], np.ones((120, 16), bool))[:, 0, 0]
+    s["x5"] = f(s["u5"])
+    s["u6"] = params["F6.weight"] @ s["x5"] + params["F6.bias"]
+    s["x6"] = f(s["u6"])
+    if v.output == "softmax":
+        s["z"] = params["OUT.weight"] @ s["x6"] + params["OUT.bias"]
+        s["y"] = neg_log_softmax(s["z"])
+    else:
+        s["y"] = rbf(s["x6"], params["OUT.prototypes"])
     return s

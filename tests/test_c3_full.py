@@ -2,11 +2,14 @@
 against the numpy reference, finite differences, training and checkpoints."""
 import numpy as np
 import pytest
-
 import reference as ref
+
 from lenet5 import LeNet5, Lenet5Error
+from lenet5.architecture import Variant
 from lenet5.model import C3_UNCONNECTED
 from lenet5.train import TrainConfig, Trainer
+
+FULL = Variant(c3="full")
 
 
 def images(n, seed=0):
@@ -14,7 +17,7 @@ def images(n, seed=0):
 
 
 def test_full_init_uses_every_kernel_with_fan_in_150():
-    net = LeNet5.init(seed=0, dtype=np.float64, c3="full")
+    net = LeNet5.init(seed=0, dtype=np.float64, variant=FULL)
     w = net.params["C3.weight"]
     assert np.all(w != 0) and np.abs(w).max() <= 2.4 / 150 and np.abs(w).max() > 0.9 * 2.4 / 150
     table = LeNet5.init(seed=0, dtype=np.float64)
@@ -23,7 +26,7 @@ def test_full_init_uses_every_kernel_with_fan_in_150():
 
 
 def test_full_forward_matches_reference_and_unconnected_pairs_matter():
-    net = LeNet5.init(seed=1, dtype=np.float64, c3="full")
+    net = LeNet5.init(seed=1, dtype=np.float64, variant=FULL)
     x = images(2)
     y = net.forward(x)
     everything = np.ones((16, 6), bool)
@@ -34,7 +37,7 @@ def test_full_forward_matches_reference_and_unconnected_pairs_matter():
 
 
 def test_full_gradient_of_formerly_unconnected_weights_matches_central_differences():
-    net = LeNet5.init(seed=2, dtype=np.float64, c3="full")
+    net = LeNet5.init(seed=2, dtype=np.float64, variant=FULL)
     x, labels = images(3, seed=4), np.array([1, 5, 7])
     _, grads = net.loss_and_gradients(x, labels, loss="map")
     g = grads["C3.weight"]
@@ -63,12 +66,12 @@ def test_full_trains_all_kernels_and_round_trips(mnist, tmp_path):
     after = trainer.net.params["C3.weight"]
     assert np.all((after != before)[C3_UNCONNECTED].reshape(-1, 25).any(axis=1))
     loaded = LeNet5.load(trainer.checkpoint_path)
-    assert loaded.c3 == "full" and np.array_equal(loaded.theta, trainer.net.theta)
+    assert loaded.variant == FULL and np.array_equal(loaded.theta, trainer.net.theta)
     # a Table I run cannot resume a fully connected checkpoint
-    with pytest.raises(Lenet5Error, match="C3 is 'full'"):
+    with pytest.raises(Lenet5Error, match="c3=full"):
         Trainer(TrainConfig(epochs=2), ((x, y), test), tmp_path, net=loaded)
 
 
 def test_unknown_wiring_is_a_clear_error():
-    with pytest.raises(Lenet5Error, match="unknown C3 wiring"):
-        LeNet5.init(c3="sparse")
+    with pytest.raises(Lenet5Error, match="unknown c3 'sparse'"):
+        LeNet5.init(variant=Variant(c3="sparse"))

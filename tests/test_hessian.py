@@ -1,25 +1,31 @@
 """LeCun's diagonal second-derivative back-propagation (Appendix C) against an independent
-reference built from explicit Jacobian matrices.
+reference built from explicit Jacobian matrices, for the paper's network and every variant.
 
-Every layer's pre-activation u = L(x; w) is linear in its input x and in its weights w, so
-its Jacobians are obtained column by column from the reference layer (L(e_k) - L(0)).
-The diagonal Gauss-Newton recursion is then, with J**2 the elementwise square:
+Every layer's pre-activation u = L(x; w) is linear in its input x and in its weights w (max
+pooling too, once its winners are fixed), so its Jacobians are obtained column by column
+from the reference layer (L(e_k) - L(0)). The diagonal Gauss-Newton recursion is then, with
+J**2 the elementwise square:
     d2E/du^2 = f'(u)^2 d2E/dx^2,   d2E/dx^2 = (Jx**2)^T d2E/du^2,   h_w = (Jw**2)^T d2E/du^2,
-starting from d2E/dx6^2 = 2 (the distance to the target prototype).
+starting from d2E/dx6^2 = 2 at the RBF output (the distance to the target prototype), or
+from d2E/dz^2 = p(1-p) at the softmax output's logits (the diagonal of the cross-entropy's
+Gauss-Newton matrix diag(p) - p p^T).
 A shared weight sums the terms of its connections (the paper's rule). For a subsampling
 coefficient, which reaches each unit through four connections (its 2x2 block), that is the
 sum over the four block offsets of the squared per-connection Jacobians -- not the square
 of their sum, which would keep the cross terms the diagonal approximation drops.
 """
 import numpy as np
+import pytest
+import reference as ref
 from numpy.lib.stride_tricks import sliding_window_view
 
-import reference as ref
 from lenet5 import LeNet5, engine
-from lenet5.architecture import C3_TABLE, table_mask
-from lenet5.model import C1_PAIRS, C3_PAIRS
+from lenet5.architecture import Variant, table_mask
 
-MASK3 = table_mask(C3_TABLE, 6)
+VARIANTS = [Variant(), Variant(c3="full"), Variant(pooling="average"), Variant(pooling="max"),
+            Variant(activation="tanh"), Variant(activation="sigmoid"), Variant(activation="relu"),
+            Variant(output="softmax"),
+            Variant(c3="full", pooling="max", activation="relu", output="softmax")]
 
 
 def conv(x, weight, mask):
@@ -36,11 +42,21 @@ def jacobian(fn, n_in):
 def per_offset(x):
     """The subsampling coefficient's four per-connection Jacobians, one per block offset."""
     maps = x.shape[0]
-    return [jacobian(lambda c: c[:, None, None] * x[:, p::2, q::2], maps)
+    return [jacobian(lambda c, p=p, q=q: c[:, None, None] * x[:, p::2, q::2], maps)
             for p in (0, 1) for q in (0, 1)]
 
 
-def layer_jacobians(s, p):
+def pool_jacobians(x, p, name, variant):
+    maps, size = x.shape[0], x.shape[1]
+    if variant.pooling == "max":  # the winners' selection: linear once they are fixed
+        routes = ref.max_pool_routes(x)
+        return jacobian(lambda v: ref.down(routes * v.reshape(x.shape)), x.size), {}
+    return (jacobian(lambda v: p[f"{name}.coeff"][:, None, None] * ref.down(v.reshape(x.shape)), x.size),
+            {f"{name}.coeff": per_offset(x),
+             f"{name}.bias": np.kron(np.eye(maps), np.ones(((size // 2) ** 2, 1)))})
+
+
+def layer_jacobians(s, p, variant, mask3):
     """(Jx, {param: Jw}) for each layer, keyed by the layer's output index."""
     ones1, ones5 = np.ones((6, 1), bool), np.ones((120, 16), bool)
     x0, x1, x2, x3, x4, x5 = (s[f"x{i}"] for i in range(6))
@@ -48,28 +64,36 @@ def layer_jacobians(s, p):
     jac[1] = (None, {
         "C1.weight": jacobian(lambda w: conv(x0, w.reshape(6, 1, 5, 5), ones1), 150),
         "C1.bias": np.kron(np.eye(6), np.ones((784, 1)))})
-    jac[2] = (jacobian(lambda v: p["S2.coeff"][:, None, None] * ref.down(v.reshape(6, 28, 28)), 4704), {
-        "S2.coeff": per_offset(x1),
-        "S2.bias": np.kron(np.eye(6), np.ones((196, 1)))})
-    jac[3] = (jacobian(lambda v: conv(v.reshape(6, 14, 14), p["C3.weight"], MASK3), 1176), {
-        "C3.weight": jacobian(lambda w: conv(x2, w.reshape(16, 6, 5, 5), MASK3), 2400),
+    jac[2] = pool_jacobians(x1, p, "S2", variant)
+    jac[3] = (jacobian(lambda v: conv(v.reshape(6, 14, 14), p["C3.weight"], mask3), 1176), {
+        "C3.weight": jacobian(lambda w: conv(x2, w.reshape(16, 6, 5, 5), mask3), 2400),
         "C3.bias": np.kron(np.eye(16), np.ones((100, 1)))})
-    jac[4] = (jacobian(lambda v: p["S4.coeff"][:, None, None] * ref.down(v.reshape(16, 10, 10)), 1600), {
-        "S4.coeff": per_offset(x3),
-        "S4.bias": np.kron(np.eye(16), np.ones((25, 1)))})
+    jac[4] = pool_jacobians(x3, p, "S4", variant)
     jac[5] = (jacobian(lambda v: conv(v.reshape(16, 5, 5), p["C5.weight"], ones5), 400), {
         "C5.weight": np.kron(np.eye(120), x4.reshape(1, -1)), "C5.bias": np.eye(120)})
     jac[6] = (p["F6.weight"], {"F6.weight": np.kron(np.eye(84), x5.reshape(1, -1)), "F6.bias": np.eye(84)})
     return jac
 
 
-def reference_hessian(net, image):
-    s = ref.network_forward(image, net.params, MASK3)
-    jac = layer_jacobians(s, net.params)
+def reference_hessian(net, image, variant):
+    mask3 = table_mask(variant.c3_table, 6)
+    p = net.params
+    s = ref.network_forward(image, p, mask3, variant)
+    jac = layer_jacobians(s, p, variant, mask3)
     h = {}
-    d2x = np.full(84, 2.0)  # d2E/dx6^2
+    if variant.output == "softmax":
+        prob = np.exp(-s["y"])
+        d2z = prob * (1 - prob)
+        h["OUT.weight"] = (np.kron(np.eye(10), s["x6"].reshape(1, -1)) ** 2).T @ d2z
+        h["OUT.bias"] = d2z
+        d2x = (p["OUT.weight"] ** 2).T @ d2z
+    else:
+        d2x = np.full(84, 2.0)  # d2E/dx6^2
+    fprime = ref.ACTIVATIONS[variant.activation][1]
+    pool_fprime = ref.ACTIVATIONS["identity" if variant.pooling == "max" else variant.activation][1]
     for layer in range(6, 0, -1):
-        d2u = ref.squash_prime(s[f"u{layer}"]).reshape(-1) ** 2 * d2x
+        prime = pool_fprime if layer in (2, 4) else fprime
+        d2u = prime(s[f"u{layer}"]).reshape(-1) ** 2 * d2x
         jx, jws = jac[layer]
         for name, jw in jws.items():
             parts = jw if isinstance(jw, list) else [jw]
@@ -79,22 +103,28 @@ def reference_hessian(net, image):
     return h
 
 
-def test_hessian_diagonal_matches_explicit_jacobian_reference():
-    net = LeNet5.init(seed=6, dtype=np.float64)
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.describe())
+def test_hessian_diagonal_matches_explicit_jacobian_reference(variant):
+    net = LeNet5.init(seed=6, dtype=np.float64, variant=variant)
     # larger weights than at init, so every layer's curvature is far from zero
     net.theta *= 3.0
     images = np.random.default_rng(4).uniform(-0.1, 1.175, (2, 32, 32))
     hess = np.zeros_like(net.theta)
-    engine.hessian_diagonal(images, net.theta, net.prototypes, C1_PAIRS, C3_PAIRS, hess)
+    engine.hessian_diagonal(images, net.theta, net.spec(net.default_loss), hess)
     got = LeNet5.views(hess)
     want = {}
     for image in images:
-        for name, value in reference_hessian(net, image).items():
+        for name, value in reference_hessian(net, image, variant).items():
             want[name] = want.get(name, 0) + value
+    mask3 = table_mask(variant.c3_table, 6)
+    assert set(want) == {n for n in net.params if n != "OUT.prototypes"}
     for name, value in want.items():
         expected = value.reshape(got[name].shape)
         if name == "C3.weight":
-            expected = expected * MASK3[:, :, None, None]
+            expected = expected * mask3[:, :, None, None]
         np.testing.assert_allclose(got[name], expected, rtol=1e-9, atol=1e-14, err_msg=name)
         assert np.all(got[name] >= 0)
-    assert np.all(got["C3.weight"][~MASK3] == 0)
+        assert np.any(got[name] > 0), name
+    assert np.all(got["C3.weight"][~mask3] == 0)
+    for name in set(got) - set(want):  # arrays the variant does not use get no curvature
+        assert np.all(got[name] == 0), name

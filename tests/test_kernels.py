@@ -1,8 +1,8 @@
 """Each Numba kernel against the slow numpy reference written from the definitions."""
 import numpy as np
 import pytest
-
 import reference as ref
+
 from lenet5 import kernels
 from lenet5.architecture import C3_TABLE, table_mask, table_pairs
 
@@ -55,11 +55,11 @@ def test_conv_backward_accumulates_and_skips_dx():
 def test_subsample_forward_and_backward():
     x, coeff, bias = random(16, 10, 10), random(16), random(16)
     u = np.zeros((16, 5, 5))
-    kernels.subsample_forward(x, coeff, bias, u)
+    kernels.pool_forward(x, coeff, bias, u, kernels.POOL_SUM)
     np.testing.assert_allclose(u, ref.subsample(x, coeff, bias), rtol=1e-12, atol=1e-12)
     delta = random(16, 5, 5)
     dcoeff, dbias, dx = np.zeros(16), np.zeros(16), np.zeros_like(x)
-    kernels.subsample_backward(x, coeff, delta, dcoeff, dbias, dx)
+    kernels.pool_backward(x, x, coeff, delta, dcoeff, dbias, dx, kernels.POOL_SUM)
     want = ref.subsample_backward(x, coeff, delta)
     for got, expected in zip((dcoeff, dbias, dx), want):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
@@ -81,16 +81,16 @@ def test_dense_forward_and_backward():
 def test_tanh_forward_backward_and_square():
     u = random(500) * 3
     x = np.zeros_like(u)
-    kernels.tanh_forward(u, x)
+    kernels.activation_forward(u, x, kernels.ACT_SCALED_TANH)
     np.testing.assert_allclose(x, ref.squash(u), rtol=1e-13)
     dx = random(500)
     delta = np.zeros_like(u)
-    kernels.tanh_backward(x, dx, delta, 1)
+    kernels.activation_backward(x, dx, delta, 1, kernels.ACT_SCALED_TANH)
     np.testing.assert_allclose(delta, ref.squash_prime(u) * dx, rtol=1e-10, atol=1e-13)
-    kernels.tanh_backward(x, dx, delta, 2)
+    kernels.activation_backward(x, dx, delta, 2, kernels.ACT_SCALED_TANH)
     np.testing.assert_allclose(delta, ref.squash_prime(u) ** 2 * dx, rtol=1e-10, atol=1e-13)
     # f(a) = 1.7159 tanh(2a/3): f(1) = 1 and f(-1) = -1 (the paper's choice of constants)
-    kernels.tanh_forward(np.array([1.0, -1.0]), x[:2])
+    kernels.activation_forward(np.array([1.0, -1.0]), x[:2], kernels.ACT_SCALED_TANH)
     np.testing.assert_allclose(x[:2], [1.0, -1.0], atol=1e-4)
 
 

@@ -5,7 +5,13 @@ import pytest
 
 from lenet5.architecture import TANH_A, TANH_S
 from lenet5.baselines.mlp import (
-    MLP, PAPER_BASELINES, flatten_images, layer_sizes, n_params, pass_factor, train_mlp,
+    MLP,
+    PAPER_BASELINES,
+    flatten_images,
+    layer_sizes,
+    n_params,
+    pass_factor,
+    train_mlp,
     train_online,
 )
 

@@ -2,11 +2,11 @@
 precision, checkpoints."""
 import numpy as np
 import pytest
-
 import reference as ref
+
 from lenet5 import LeNet5, Lenet5Error, engine
-from lenet5.architecture import C3_TABLE, LAYERS, PARAM_SHAPES, table_mask
-from lenet5.model import C1_PAIRS, C3_PAIRS, C3_UNCONNECTED
+from lenet5.architecture import C3_TABLE, LAYERS, table_mask
+from lenet5.model import C3_UNCONNECTED
 
 MASK = table_mask(C3_TABLE, 6)
 
@@ -110,7 +110,7 @@ def test_gradients_match_central_differences_float64(loss):
     def loss_at(param, idx, value):
         param[idx] = value
         return net.loss_and_gradients(x, labels, loss=loss, j=j)[0]
-    for name in PARAM_SHAPES:
+    for name in net.params:
         if name == "OUT.prototypes":
             assert np.all(grads[name] == 0)
             continue
@@ -144,8 +144,7 @@ def test_unconnected_c3_weights_zero_gradient_and_stay_zero():
     # online updates through the fused training kernel (per-parameter step sizes)
     eta = np.full_like(net.theta, 1e-3)
     losses = np.zeros(16)
-    engine.train_online(x, labels, np.arange(16), net.theta, eta, net.prototypes, C1_PAIRS,
-                        C3_PAIRS, 1, 1.0, losses)
+    engine.train_online(x, labels, np.arange(16), net.theta, eta, net.spec("map", 1.0), losses)
     assert np.all(net.params["C3.weight"][C3_UNCONNECTED] == 0)
     assert np.any(net.params["C3.weight"][~C3_UNCONNECTED] != 0)
 
@@ -160,11 +159,12 @@ def test_online_step_equals_gradient_step():
     manual = LeNet5(net.theta.copy(), net.prototypes)
     for s in order:
         _, grads = manual.loss_and_gradients(x[s:s + 1], labels[s:s + 1], loss="map", j=1.0)
-        flat = np.concatenate([grads[n].reshape(-1) for n in engine.OFFSETS])
+        flat = np.zeros_like(net.theta)
+        for n, view in LeNet5.views(flat).items():
+            view[...] = grads.get(n, 0.0)
         manual.theta -= eta * flat
     losses = np.zeros(3)
-    engine.train_online(x, labels, order, net.theta, eta, net.prototypes, C1_PAIRS, C3_PAIRS,
-                        1, 1.0, losses)
+    engine.train_online(x, labels, order, net.theta, eta, net.spec("map", 1.0), losses)
     np.testing.assert_allclose(net.theta, manual.theta, rtol=1e-12, atol=1e-15)
 
 
@@ -198,7 +198,7 @@ def test_float32_and_float64_agree():
 def test_bad_inputs_are_clear_errors(net64):
     with pytest.raises(Lenet5Error, match=r"\(N, 32, 32\)"):
         net64.forward(np.zeros((2, 28, 28)))
-    with pytest.raises(Lenet5Error, match="unknown loss"):
+    with pytest.raises(Lenet5Error, match="loss 'hinge' does not go with the rbf output"):
         net64.loss_and_gradients(images(1), [0], loss="hinge")
     with pytest.raises(Lenet5Error, match="digits 0-9"):
         net64.loss_and_gradients(images(1), [10])

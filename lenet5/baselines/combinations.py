@@ -66,14 +66,14 @@ import numba as nb
 import numpy as np
 
 from .. import engine
-from ..architecture import C3_TABLE, KERNEL, LAYER, full_table, table_mask, table_pairs
+from ..architecture import C3_TABLE, KERNEL, LAYER, Variant, table_mask
 from ..kernels import JIT_OPTIONS
+from ..model import MAP_J, LeNet5, default_prototypes
 from .mlp import pass_factor
-from ..model import C1_PAIRS, MAP_J, LeNet5, default_prototypes, loss_code
 from .online import online_pass
 
 OUT_MAPS, IN_MAPS = LAYER["C3"].maps, LAYER["C3"].in_maps  # 16, 6
-ALL_C3_PAIRS = table_pairs(full_table(OUT_MAPS, IN_MAPS))  # all 96 (j, i) pairs
+FULL_C3 = Variant(c3="full")  # the engine computes all 96 (j, i) kernels
 PAPER_MASK = table_mask(C3_TABLE, IN_MAPS)  # (16, 6) Table I, for comparison
 KERNEL_FAN_IN = KERNEL * KERNEL  # one kernel's taps; W = alpha k then has the 150 rule
 C3_FAN_IN = IN_MAPS * KERNEL * KERNEL
@@ -149,7 +149,7 @@ def l1_penalty(alpha, lam):
 
 @kernel
 def train_online_combinations(images, labels, order, theta, k, c, lr, lr_k, lr_c, lam,
-                              prototypes, c1_pairs, c3_pairs, loss_kind, j, losses):
+                              spec, losses):
     """Online SGD over images[order]: per sample, forward/backward through the engine with the
     effective C3 weights, chain rule to k and c, then theta (C3.weight excepted: it is derived),
     k and c updated and W recomputed. losses[n] = E + Omega of sample n."""
@@ -165,8 +165,7 @@ def train_online_combinations(images, labels, order, theta, k, c, lr, lr_k, lr_c
     effective_weights(k, alpha, weight)
     for n in range(order.shape[0]):
         s = order[n]
-        losses[n] = engine.sample_loss_gradient(images[s], labels[s], theta, prototypes,
-                                                c1_pairs, c3_pairs, loss_kind, j, work, grad)
+        losses[n] = engine.sample_loss_gradient(images[s], labels[s], theta, spec, work, grad)
         losses[n] += l1_penalty(alpha, lam)
         chain_rule(k, alpha, dweight, lam, dk, dc)
         for t in range(a):
@@ -249,11 +248,14 @@ class CombinationNet:
         """Write the effective weights alpha * k into theta's C3.weight slot."""
         effective_weights(self.k, self.alpha(), self.theta[_C3W[0]:_C3W[1]].reshape(_C3_SHAPE))
 
+    def spec(self, loss="map", j=MAP_J):
+        """The engine's record: LeNet-5 with every C3 kernel computed (alpha * k fills them)."""
+        return engine.make_spec(FULL_C3, self.prototypes, loss, j)
+
     def forward(self, x):
         x = np.ascontiguousarray(x, dtype=self.dtype)
         out = np.empty((len(x), 10), dtype=self.dtype)
-        engine.forward_batch(x, self.theta, self.prototypes, C1_PAIRS, ALL_C3_PAIRS,
-                             engine.thread_bounds(len(x)), out)
+        engine.forward_batch(x, self.theta, self.spec(), engine.thread_bounds(len(x)), out)
         return out
 
     def predict(self, x, batch=2000):
@@ -268,9 +270,8 @@ class CombinationNet:
         labels = np.ascontiguousarray(labels, dtype=np.int64)
         losses = np.empty(len(x), dtype=self.dtype)
         grad = np.empty_like(self.theta)
-        engine.loss_gradient_batch(x, labels, self.theta, self.prototypes, C1_PAIRS,
-                                   ALL_C3_PAIRS, loss_code(loss), self.dtype.type(j),
-                                   engine.thread_bounds(len(x)), losses, grad)
+        engine.loss_gradient_batch(x, labels, self.theta, self.spec(loss, j), engine.thread_bounds(len(x)),
+                                   losses, grad)
         grad /= len(x)
         alpha = self.alpha()
         dk = np.zeros_like(self.k)
@@ -307,17 +308,16 @@ def train_combinations(data, epochs=3, seed=0, lr=1e-3, lam=0.0, train_size=0, p
     lr_kernels = 36.0 * lr if lr_kernels is None else lr_kernels
     lr_logits = 36.0 * lr if lr_logits is None else lr_logits
     f = net.dtype.type
-    code = loss_code("map")
+    spec = net.spec("map", j)
     n = len(train_x)
     history = []
     for epoch in range(1, epochs + 1):
         scale = pass_factor(epoch)
 
-        def step(idx, losses):
+        def step(idx, losses, scale=scale):  # (called within this pass)
             train_online_combinations(train_x, train_y, idx, net.theta, net.k, net.c,
                                       f(lr * scale), f(lr_kernels * scale),
-                                      f(lr_logits * scale), f(lam), net.prototypes, C1_PAIRS,
-                                      ALL_C3_PAIRS, code, f(j), losses)
+                                      f(lr_logits * scale), f(lam), spec, losses)
 
         losses, seconds = online_pass(n, seed, epoch, step, net.theta, net.dtype,
                                       f"epoch {epoch:2d}", progress)

@@ -9,7 +9,7 @@ Input: the 28x28 MNIST image (the 32x32 preprocessed field with its 2-pixel padd
 784 inputs + a bias per unit gives the paper's 7,850 for the linear classifier), values as
 preprocessed (-0.1 background, 1.175 ink).
 
-Units: hidden units are the paper's f(a) = 1.7159 tanh(2a/3) (`kernels.tanh_forward`); the
+Units: hidden units are the paper's f(a) = 1.7159 tanh(2a/3) (`kernels.activation_forward`); the
 10 output units are f as well for the networks with hidden layers, and linear for the linear
 classifier (the paper: "the output unit with the highest sum indicates the class").
 
@@ -46,7 +46,14 @@ then b_l), described by a `sizes` array: one compiled kernel serves every archit
 import numba as nb
 import numpy as np
 
-from ..kernels import JIT_OPTIONS, dense_backward, dense_forward, tanh_backward, tanh_forward
+from ..kernels import (
+    ACT_SCALED_TANH,
+    JIT_OPTIONS,
+    activation_backward,
+    activation_forward,
+    dense_backward,
+    dense_forward,
+)
 from .online import online_pass
 
 INPUTS = 28 * 28
@@ -127,7 +134,7 @@ def sample_forward(x, theta, sizes, w_off, b_off, a_off, tanh_out, acts, pre):
         out = acts[a_off[l + 1]:a_off[l + 2]]
         dense_forward(src, weight, bias, u)
         if l < n_layers - 1 or tanh_out:
-            tanh_forward(u, out)
+            activation_forward(u, out, ACT_SCALED_TANH)
         else:
             out[:] = u
 
@@ -151,7 +158,7 @@ def sample_loss_gradient(x, label, theta, sizes, w_off, b_off, a_off, tanh_out, 
         lo, hi = a_off[l + 1], a_off[l + 2]
         d = delta[lo:hi]
         if l < n_layers - 1 or tanh_out:
-            tanh_backward(acts[lo:hi], dx[lo:hi], d, 1)
+            activation_backward(acts[lo:hi], dx[lo:hi], d, 1, ACT_SCALED_TANH)
         else:
             d[:] = dx[lo:hi]
         weight, _ = _weights(theta, sizes, w_off, b_off, l)
@@ -251,7 +258,7 @@ class MLP:
                 u = np.ascontiguousarray(h @ w.T + b)
                 if l < n_layers - 1 or self.tanh_out:
                     h = np.empty_like(u)
-                    tanh_forward(u.reshape(-1), h.reshape(-1))
+                    activation_forward(u.reshape(-1), h.reshape(-1), ACT_SCALED_TANH)
                 else:
                     h = u
             out[a:a + batch] = h
@@ -301,7 +308,7 @@ def train_mlp(data, hidden=(300,), epochs=10, seed=0, lr=32.0, lr_out=0.1, train
         factor = pass_factor(epoch)
         rates = net.rates(lr * factor, lr_out * factor)
 
-        def step(idx, losses):
+        def step(idx, losses, rates=rates):  # (called within this pass)
             train_online(train_x, train_y, idx, net.theta, rates, net.sizes, net.w_off,
                          net.b_off, net.a_off, net.tanh_out, losses)
 

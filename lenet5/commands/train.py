@@ -1,18 +1,35 @@
-"""`lenet5 train`: the paper's training protocol on MNIST (also `python scripts/train.py`)."""
+"""`lenet5 train`: the paper's training protocol on MNIST (also `python scripts/train.py`).
+
+Every TrainConfig setting has a flag of the same name whose default is None, so the command
+knows which settings the user gave: a new run fills the rest from TrainConfig's defaults; a
+resumed run takes them from the checkpoint and refuses a given flag that disagrees with it,
+except the RESUME_CHANGEABLE ones, which it honours.
+"""
 import json
+import shlex
 import sys
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numba
 
+from ..architecture import VARIANT_CHOICES
 from ..audit import audit_rows, format_audit
 from ..errors import Lenet5Error
-from ..model import LeNet5
-from ..train import Interrupted, Trainer, TrainConfig
+from ..model import LeNet5, default_loss
+from ..rundir import RUNS_ROOT, check_writable, inside_package, new_run_dir
+from ..train import RESUME_CHANGEABLE, Interrupted, TrainConfig, Trainer
+from . import add_variant_arguments
 
 DEFAULTS = TrainConfig()
+# a flag that only one choice of another setting uses: flag -> (setting, value, what it is)
+ONLY_WITH = {
+    "lr": ("optimizer", "sgd", "plain SGD's learning rate; sdlm follows the paper's epsilon "
+           "schedule (tune it with --mu)"),
+    "mu": ("optimizer", "sdlm", "SDLM's damping; sgd steps by --lr"),
+    "j": ("loss", "map", "the MAP criterion's constant"),
+}
 
 
 def register(sub):
@@ -20,75 +37,173 @@ def register(sub):
         "train", help="train LeNet-5 on MNIST (paper protocol by default)",
         description="Train LeNet-5 on MNIST. Defaults are the paper's protocol: 20 online passes "
         "of stochastic diagonal Levenberg-Marquardt with the MAP criterion. Writes "
-        "metrics.csv, metrics.json and checkpoint.npz to --out after every epoch.")
-    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="passes over the training set (default 20)")
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="initialisation and shuffling seed (default 0)")
-    p.add_argument("--optimizer", choices=("sdlm", "sgd"), default=DEFAULTS.optimizer,
-                   help="sdlm: the paper's stochastic diagonal Levenberg-Marquardt; sgd: plain SGD")
-    p.add_argument("--loss", choices=("map", "mse"), default=DEFAULTS.loss,
-                   help="map: the paper's MAP criterion (eq. 9); mse: E = y_label (eq. 8)")
-    p.add_argument("--j", type=float, default=DEFAULTS.j, help=f"the MAP criterion's constant j (default {DEFAULTS.j})")
-    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+        "checkpoint.npz, then metrics.csv and metrics.json, to the run folder after every "
+        "pass. Ctrl-C saves and stops; --resume continues.")
+    p.add_argument("--epochs", type=int, help="passes over the training set (default 20; with "
+                   "--resume, the total to reach)")
+    p.add_argument("--seed", type=int, help="initialisation and shuffling seed (default 0)")
+    p.add_argument("--optimizer", choices=("sdlm", "sgd"),
+                   help="sdlm: the paper's stochastic diagonal Levenberg-Marquardt (default); sgd: plain SGD")
+    p.add_argument("--loss", choices=("map", "mse", "ce"),
+                   help="map: the paper's MAP criterion (eq. 9); mse: E = y_label (eq. 8); ce: "
+                   "cross-entropy, for --output softmax (default: map, or ce with --output softmax)")
+    p.add_argument("--j", type=float, help=f"the MAP criterion's constant j, 0 to 50 (default {DEFAULTS.j})")
+    p.add_argument("--batch-size", type=int,
                    help="1 = online (default; required for sdlm); >1 = mini-batch SGD over both cores")
-    p.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"SGD learning rate (default {DEFAULTS.lr})")
-    p.add_argument("--mu", type=float, default=DEFAULTS.mu,
-                   help=f"SDLM damping mu in eta = epsilon / (mu + h) (default {DEFAULTS.mu}; the paper prints 0.02)")
-    p.add_argument("--train-size", type=int, default=0, help="train on the first N images only (default: all 60,000)")
-    p.add_argument("--distortions", type=int, default=0, metavar="N",
+    p.add_argument("--lr", type=float, help=f"SGD learning rate, up to 1 (default {DEFAULTS.lr}); "
+                   "an error with sdlm, which follows the paper's schedule")
+    p.add_argument("--mu", type=float, help=f"SDLM damping mu in eta = epsilon / (mu + h) (default "
+                   f"{DEFAULTS.mu}; the paper prints 0.02, which diverges here)")
+    p.add_argument("--train-size", type=int, help="train on the first N images only (default: all 60,000)")
+    p.add_argument("--distortions", type=int, metavar="N",
                    help="add N randomly distorted copies of the training images, made once "
                    "(the paper's distorted run: 540000); passes stay the size of the training set")
-    p.add_argument("--c3", choices=("table", "full"), default="table",
-                   help="C3 wiring: table = LeCun's Table I (default), full = every S2 map to every C3 map")
-    p.add_argument("--pooling", choices=("trainable", "average"), default="trainable",
-                   help="S2/S4: trainable coefficient and bias (default, the paper) or a fixed "
-                   "2x2 average (coefficient 1/4, bias 0, not trained)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default=DEFAULTS.dtype, help="floating point type")
-    p.add_argument("--data-dir", help="MNIST folder (default $LENET5_DATA_DIR or ./data/mnist); downloaded if missing")
-    p.add_argument("--out", help="run folder (default runs/<timestamp>; with --resume, the checkpoint's folder)")
-    p.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in CHECKPOINT")
-    p.add_argument("--threads", type=int, help="Numba threads for evaluation and mini-batches (default: all cores)")
+    add_variant_arguments(p)
+    p.set_defaults(**{name: None for name in VARIANT_CHOICES})  # None: not given
+    p.add_argument("--dtype", choices=("float32", "float64"), help="floating point type (default float32)")
+    p.add_argument("--data-dir",
+                   help="MNIST folder (default $LENET5_DATA_DIR or ./data/mnist); downloaded if missing")
+    p.add_argument("--out", help="run folder (default: a new runs/<date>-<time>; with --resume, the "
+                   "checkpoint's run folder). One run per folder: one holding another run is refused")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (its checkpoint and metrics) instead of refusing")
+    p.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue the run saved in CHECKPOINT with its own settings; --epochs, --lr "
+                   "and --mu may change, other settings that differ from it are refused")
+    p.add_argument("--threads", type=int,
+                   help="Numba threads for evaluation and mini-batches (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
+def flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def given_settings(args):
+    """The TrainConfig settings given on the command line (a flag left out is None)."""
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+            if getattr(args, f.name, None) is not None}
+
+
+def new_config(given):
+    config = TrainConfig(**given)
+    if "loss" not in given:  # the criterion that goes with the output layer
+        config = replace(config, loss=default_loss(config.variant))
+    return config
+
+
+def resumed_config(path, given):
+    """(net, state, config) of the checkpoint at `path`, with the changeable settings given;
+    a given setting that differs from the checkpoint's otherwise is a Lenet5Error."""
+    net, state = LeNet5.load(path, with_state=True)
+    if "state.config" not in state:
+        raise Lenet5Error(f"{path} holds no training state; it cannot be resumed")
+    saved = json.loads(str(state["state.config"]))
+    settings = {f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved}
+    conflicts, changes = [], {}
+    for name, value in given.items():
+        before = settings.get(name, getattr(DEFAULTS, name))
+        if value == before:
+            continue
+        if name in RESUME_CHANGEABLE:
+            settings[name] = value
+            changes[name] = f"{flag(name)} {value} (was {before})"
+        else:
+            conflicts.append(f"{flag(name)} {value} (the checkpoint has {before})")
+    if conflicts:
+        raise Lenet5Error(f"--resume continues {path} with the settings it was trained with; "
+                          f"these flags conflict with them: {', '.join(conflicts)}. Drop them, or "
+                          "start a new run without --resume")
+    config = TrainConfig(**settings)
+    done = len(json.loads(str(state.get("state.history", "[]"))))
+    if config.epochs <= done:
+        ask = f"--epochs {config.epochs} asks for" if "epochs" in given else "it was set to run"
+        raise Lenet5Error(f"{path} has finished {done} passes and {ask} {config.epochs}: nothing to "
+                          f"do; give --epochs N with N > {done} to train further")
+    if changes:
+        steps = " (a new step size applies from the next pass)" if set(changes) - {"epochs"} else ""
+        print("resuming with " + ", ".join(changes.values()) + steps)
+    return net, state, config
+
+
+def check_used(config, given):
+    """A given flag the configuration does not use is an error, not silently ignored."""
+    for name, (setting, value, what) in ONLY_WITH.items():
+        if name in given and getattr(config, setting) != value:
+            raise Lenet5Error(f"{flag(name)} is {what}; it does nothing with {flag(setting)} "
+                              f"{getattr(config, setting)}")
+
+
+def run_folder(args):
+    """The run folder asked for (checked now, before any time is spent), or None for a new
+    one under runs/: the default, and for a resumed checkpoint that is not a run folder's
+    (e.g. the reference shipped inside the package, which is never written to)."""
+    if args.out:
+        return check_writable(args.out)
+    if args.resume and Path(args.resume).name == "checkpoint.npz" and not inside_package(args.resume):
+        return check_writable(Path(args.resume).parent)
+    check_writable(RUNS_ROOT)
+    return None
+
+
 def run(args):
-    if args.threads:
+    if args.threads is not None:
         if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
             raise Lenet5Error(f"--threads must be between 1 and {numba.config.NUMBA_NUM_THREADS}")
         numba.set_num_threads(args.threads)
-    print(format_audit(audit_rows()))
+    given = given_settings(args)
     net = state = None
     if args.resume:
-        net, state = LeNet5.load(args.resume, with_state=True)
-        if "state.config" not in state:
-            raise Lenet5Error(f"{args.resume} holds no training state; it cannot be resumed")
-        saved = json.loads(str(state["state.config"]))
-        config = TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
-        config.epochs = max(config.epochs, args.epochs) if args.epochs != DEFAULTS.epochs else config.epochs
-        out = Path(args.out) if args.out else Path(args.resume).parent
+        net, state, config = resumed_config(args.resume, given)
     else:
-        config = TrainConfig(epochs=args.epochs, seed=args.seed, optimizer=args.optimizer,
-                             loss=args.loss, j=args.j, batch_size=args.batch_size, lr=args.lr, mu=args.mu,
-                             train_size=args.train_size, dtype=args.dtype,
-                             distortions=args.distortions, c3=args.c3, pooling=args.pooling)
-        out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+        config = new_config(given)
     config.check()
+    check_used(config, given)
+    out = run_folder(args)
+    print(format_audit(audit_rows(config.variant), config.variant))
     data = load_data(args.data_dir)
+    trainer = Trainer(config, data, out or RUNS_ROOT, net=net, state=state, progress=not args.quiet)
+    if out is None:  # claimed only now that everything else checked out
+        trainer.out_dir = new_run_dir(RUNS_ROOT)
+        if args.resume:
+            print(f"resuming {args.resume} in a new run folder, {trainer.out_dir}")
+    trainer.check_folder(args.overwrite)
     print(f"training {config.optimizer}/{config.loss} for {config.epochs} epochs, seed {config.seed}, "
-          f"{config.train_size or len(data[0][0]):,} images, {config.dtype}; run folder {out}")
-    trainer = Trainer(config, data, out, net=net, state=state, progress=not args.quiet)
-    started = time.perf_counter()
+          f"{len(trainer.train_x):,} images, {config.dtype}; run folder {trainer.out_dir}")
     try:
-        history = trainer.run()
+        from ..warmup import compile_kernels
+
+        compile_kernels(config, data)
+        started = time.perf_counter()
+        history = trainer.run(overwrite=args.overwrite)
     except Interrupted as e:
-        print(f"lenet5: {e}\nresume with: lenet5 train --resume {trainer.checkpoint_path}",
-              file=sys.stderr)
+        print(f"lenet5: {e}", file=sys.stderr)
+        checkpoint = trainer.checkpoint_path if trainer.saved else args.resume
+        if checkpoint:
+            print(f"resume with: {resume_command(checkpoint, trainer.out_dir, args)}", file=sys.stderr)
+        else:
+            print("nothing to resume: no pass was saved", file=sys.stderr)
         return 130
-    if history:
-        last = history[-1]
-        print(f"done in {time.perf_counter() - started:.1f}s: test error {last['test_error_pct']:.2f}% "
-              f"after {last['epoch']} epochs; checkpoint {trainer.checkpoint_path}")
+    last = history[-1]
+    print(f"done in {time.perf_counter() - started:.1f}s: test error {last['test_error_pct']:.2f}% "
+          f"after {last['epoch']} epochs; checkpoint {trainer.checkpoint_path}")
     return 0
+
+
+def resume_command(checkpoint, folder, args):
+    """The whole command that continues the run into `folder`, data folder included."""
+    from ..data.mnist import default_data_dir
+
+    parts = ["lenet5", "train", "--resume", str(checkpoint), "--data-dir",
+             str(args.data_dir or default_data_dir())]
+    if Path(checkpoint).parent != Path(folder):
+        parts += ["--out", str(folder)]
+    if args.threads:
+        parts += ["--threads", str(args.threads)]
+    if args.quiet:
+        parts.append("--quiet")
+    return shlex.join(parts)
 
 
 def load_data(data_dir):

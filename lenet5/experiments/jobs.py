@@ -16,9 +16,11 @@ def mnist(data_dir=None):
     return load_mnist("train", data_dir=data_dir), load_mnist("test", data_dir=data_dir)
 
 
-def train_run(key, config, runs, data_dir=None, tiny=False, keep_outputs=False):
-    """One run of lenet5.train.Trainer. config: TrainConfig fields. Returns the metrics history,
-    the final test error, and (keep_outputs) the test-set RBF outputs of the final network."""
+def train_run(key, config, runs, data_dir=None, tiny=False, keep_outputs=False, reuse=False):
+    """One run of lenet5.train.Trainer into runs/key. config: TrainConfig fields. reuse: continue
+    the run saved there if it has the same settings (an interrupted run), else start afresh
+    (replacing what is there). Returns the metrics history, the final test error, and
+    (keep_outputs) the test-set RBF outputs of the final network."""
     from ..train import TrainConfig, Trainer
 
     config = dict(config)
@@ -26,14 +28,42 @@ def train_run(key, config, runs, data_dir=None, tiny=False, keep_outputs=False):
         config["train_size"] = min(config.get("train_size") or TINY_TRAIN_SIZE, TINY_TRAIN_SIZE)
     data = mnist(data_dir)
     out = Path(runs) / key
+    log = log_prefixed(key)
+    settings = TrainConfig(**config)
+    net, state = saved_run(out / "checkpoint.npz", settings, log) if reuse else (None, None)
     started = time.perf_counter()
-    trainer = Trainer(TrainConfig(**config), data, out, progress=False, log=log_prefixed(key))
-    history = trainer.run()
+    trainer = Trainer(settings, data, out, net=net, state=state, progress=False, log=log)
+    history = trainer.run(overwrite=state is None)
     result = {"config": config, "history": history, "seconds": round(time.perf_counter() - started, 1),
               "final": history[-1] if history else None, "checkpoint": str(trainer.checkpoint_path)}
     if keep_outputs:
         result.update(test_outputs(trainer.net, data[1][0], data[1][1]))
     return result
+
+
+def saved_run(path, config, log):
+    """(net, state) of the run saved at `path` when it was trained with `config`, else
+    (None, None): nothing there, unreadable, or other settings."""
+    import json
+    from dataclasses import asdict
+
+    from ..errors import Lenet5Error
+    from ..model import LeNet5
+
+    if not path.exists():
+        return None, None
+    try:
+        net, state = LeNet5.load(path, with_state=True)
+    except Lenet5Error as e:
+        log(f"not resuming: {e}")
+        return None, None
+    saved = json.loads(str(state["state.config"])) if "state.config" in state else None
+    if saved != json.loads(json.dumps(asdict(config))):
+        log(f"not resuming {path}: it was trained with other settings")
+        return None, None
+    done = len(json.loads(str(state.get("state.history", "[]"))))
+    log(f"resuming {path} ({done} of {config.epochs} passes done)")
+    return net, state
 
 
 def test_outputs(net, images, labels):

@@ -1,0 +1,169 @@
+"""Experiments: Ctrl-C stops the whole experiment and keeps finished runs for --reuse, which
+resumes the interrupted one; --tiny never writes into results/; results carry no absolute
+paths of the machine that made them; --reuse notices a deleted checkpoint."""
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lenet5.cli import main
+from lenet5.experiments import runner
+from lenet5.train import Interrupted, Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def here(tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LENET5_DATA_DIR", str(mnist_dir))
+    return tmp_path
+
+
+def job_record(key, out):
+    Path(out, key).write_text("ran")
+    return {"key": key}
+
+
+def job_interrupted(key, out):
+    raise Interrupted("interrupted in epoch 1 after 500 of 1,000 samples; saved x/checkpoint.npz")
+
+
+def test_an_interrupted_run_stops_the_experiment_and_keeps_the_finished_ones(tmp_path):
+    opts = runner.Options(processes=1, runs=tmp_path / "runs", log=lambda line: None)
+    jobs = [runner.Job("a", "test_reliability_experiments:job_record", {"out": str(tmp_path)}),
+            runner.Job("b", "test_reliability_experiments:job_interrupted", {"out": str(tmp_path)}),
+            runner.Job("c", "test_reliability_experiments:job_record", {"out": str(tmp_path)})]
+    with pytest.raises(Interrupted) as e:
+        runner.run_jobs(jobs, opts, "demo")
+    assert str(e.value).startswith("experiment demo interrupted (interrupted in epoch 1 after 500")
+    assert f"1 of 3 runs finished and are kept under {tmp_path / 'runs' / 'demo'}; run the same " \
+           "command with --reuse to continue" in str(e.value)
+    assert (tmp_path / "runs" / "demo" / "a.result.json").exists()
+    assert not (tmp_path / "c").exists()  # the experiment stopped: c never started
+
+
+def test_ctrl_c_in_train_size_exits_130_and_reuse_resumes(here, monkeypatch, capsys):
+    import lenet5.train
+
+    monkeypatch.setattr(lenet5.train, "CHUNK", 50)  # so the interruption lands mid-pass
+    real = Trainer._train_slice
+
+    def ctrl_c_in_n200(self, idx, losses):
+        real(self, idx, losses)
+        if self.out_dir.name == "n200" and len(idx) > 4:
+            self._stop = True
+    monkeypatch.setattr(Trainer, "_train_slice", ctrl_c_in_n200)
+    command = ["experiment", "train-size", "--tiny", "--processes", "1"]
+    assert main(command) == 130
+    err = capsys.readouterr().err
+    assert "experiment train-size interrupted (interrupted in epoch 1 after 50 of 200 samples" in err
+    assert "1 of 3 runs finished" in err and "--reuse to continue" in err
+    runs = here / "runs" / "tiny" / "experiments" / "train-size"
+    assert (runs / "n100.result.json").exists() and not (runs / "n200.result.json").exists()
+    assert not (runs / "n300").exists()
+
+    monkeypatch.setattr(Trainer, "_train_slice", real)
+    assert main(command + ["--reuse"]) == 0
+    out = capsys.readouterr().out
+    assert "[n100] reusing" in out
+    relative = "runs/tiny/experiments/train-size/n200/checkpoint.npz"
+    assert f"[n200] resuming {relative} (0 of 1 passes done)" in out
+    assert "[n300] starting" in out
+    result = json.loads((runs / "n200.result.json").read_text())["result"]
+    assert len(result["history"]) == 1
+
+
+def small_train_run(key, data_dir, reuse=False, **kwargs):
+    """jobs.train_run evaluated on 500 test images (the worker's copy of the data is cut)."""
+    from lenet5.experiments import jobs
+
+    (train, (images, labels)) = jobs.mnist(data_dir)
+    jobs.mnist = lambda data_dir=None: (train, (images[:500], labels[:500]))
+    return jobs.train_run(key, data_dir=data_dir, reuse=reuse, **kwargs)
+
+
+DRIVER = textwrap.dedent("""
+    import sys
+    from lenet5.experiments import runner
+    from lenet5.train import Interrupted
+
+    runs, data, reuse = sys.argv[1], sys.argv[2], len(sys.argv) > 3
+    opts = runner.Options(processes=2, runs=runs, data_dir=data, reuse=reuse)
+    jobs = [runner.Job(f"s{s}", "test_reliability_experiments:small_train_run",
+                       dict(config={"seed": s, "epochs": 3, "train_size": 600, "optimizer": "sgd"},
+                            runs=runs + "/demo", data_dir=data)) for s in (0, 1)]
+    try:
+        runner.run_jobs(jobs, opts, "demo")
+    except Interrupted as e:
+        print("INTERRUPTED", e, flush=True)
+        sys.exit(130)
+    print("DONE", flush=True)
+""")
+
+
+def test_ctrl_c_stops_every_worker_process_and_reuse_finishes(tmp_path, mnist_dir):
+    """A real SIGINT to the parent of two worker processes (as Ctrl-C at a terminal, which
+    reaches only the parent): both runs save, exit 130; --reuse resumes both."""
+    args = [sys.executable, "-c", DRIVER, str(tmp_path), str(mnist_dir)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO / "tests")
+    started = set()
+    while started != {"s0", "s1"}:  # both runs have finished pass 1 and are in pass 2
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        if "epoch   1" in line:
+            started.add(line[1:3])
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "INTERRUPTED experiment demo interrupted" in out and "Traceback" not in err
+    for key in ("s0", "s1"):
+        assert (tmp_path / "demo" / key / "checkpoint.npz").exists()
+    again = subprocess.run(args + ["--reuse"], capture_output=True, text=True, timeout=120,
+                           cwd=REPO / "tests")
+    assert again.returncode == 0 and "DONE" in again.stdout, again.stdout + again.stderr
+    assert "resuming" in again.stdout  # (a run that finished before Ctrl-C is reused instead)
+    for key in ("s0", "s1"):
+        assert f"[{key}] resuming" in again.stdout or f"[{key}] reusing" in again.stdout
+        result = json.loads((tmp_path / "demo" / f"{key}.result.json").read_text())["result"]
+        assert [r["epoch"] for r in result["history"]] == [1, 2, 3]
+
+
+def test_tiny_never_writes_into_results(here):
+    assert main(["experiment", "rejection", "--tiny", "--processes", "1"]) == 0
+    assert not (here / "results").exists()
+    folder = here / "runs" / "tiny" / "results" / "rejection"
+    result = json.loads((folder / "results.json").read_text())
+    # the shipped checkpoint is named relative to the project, not by this machine's path
+    assert result["rows"][0]["checkpoint"] == "lenet5/reference/lenet5-seed0.npz"
+    for name in ("results.json", "results.csv", "README.md"):
+        assert str(REPO) not in (folder / name).read_text()
+
+
+def test_results_paths_are_written_relative_to_the_project():
+    inside = str(runner.PROJECT_ROOT / "lenet5" / "reference" / "x.npz")
+    value = {"rows": [{"checkpoint": inside, "n": 3}], "other": "/somewhere/else.npz", "name": "a/b"}
+    assert runner.portable(value) == {"rows": [{"checkpoint": "lenet5/reference/x.npz", "n": 3}],
+                                      "other": "/somewhere/else.npz", "name": "a/b"}
+
+
+def test_reuse_notices_a_deleted_checkpoint_and_trains_again(here, mnist_dir):
+    lines = []
+    opts = runner.Options(processes=1, runs=here / "runs", reuse=True, log=lines.append)
+    job = runner.Job("a", "lenet5.experiments.jobs:train_run",
+                     dict(config={"epochs": 1, "train_size": 200}, runs=str(here / "runs" / "demo"),
+                          data_dir=str(mnist_dir)))
+    first = runner.run_jobs([job], opts, "demo")["a"]
+    checkpoint = Path(first["checkpoint"])
+    checkpoint.unlink()
+    runner.run_jobs([job], opts, "demo")
+    assert f"[a] its saved checkpoint {checkpoint} is missing: running it again" in lines
+    assert checkpoint.exists()
+    lines.clear()
+    runner.run_jobs([job], opts, "demo")
+    assert any(line.startswith("[a] reusing") for line in lines)
