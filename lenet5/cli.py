@@ -10,7 +10,8 @@ import sys
 from .errors import Lenet5Error
 
 # subcommand modules, in the order `lenet5 --help` lists them
-COMMANDS = ("audit", "download", "train", "evaluate", "bench", "experiment")
+COMMANDS = ("audit", "download", "train", "evaluate", "show", "predict", "export", "bench",
+            "experiment", "demo")
 
 
 def build_parser():

@@ -14,12 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from lenet5.commands.evaluate import reference_checkpoint
 from lenet5.data.digits import digit_from_ink
 from lenet5.demo.classify import Classifier
 from lenet5.demo.samples import shipped
 from lenet5.demo.server import MAX_BODY, STATIC, make_server
-from lenet5.model import LeNet5
+from lenet5.model import LeNet5, reference_checkpoint
 
 
 @pytest.fixture(scope="module")

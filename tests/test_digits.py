@@ -88,8 +88,7 @@ def test_bad_images_are_clear_errors(bad, reason):
 def test_mnist_digits_survive_the_pipeline(raw_test):
     """MNIST digits are already made this way: most come out identical, and the shipped
     network classifies them as well as through `preprocess`."""
-    from lenet5.commands.evaluate import reference_checkpoint
-    from lenet5.model import LeNet5
+    from lenet5.model import LeNet5, reference_checkpoint
 
     images, labels = raw_test
     ours = np.stack([digit_from_ink(ink_from_grayscale(im)) for im in images])

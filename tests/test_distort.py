@@ -2,8 +2,15 @@
 import numpy as np
 import pytest
 
-from lenet5.data.distort import (BACKGROUND, DistortedPool, distort_batch, draw_params, example_grid,
-                            identity_params, render_affine)
+from lenet5.data.distort import (
+    BACKGROUND,
+    DistortedPool,
+    distort_batch,
+    draw_params,
+    example_grid,
+    identity_params,
+    render_affine,
+)
 
 INK = 1.175
 

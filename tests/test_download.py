@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet5.data import download, idx, mnist
+from lenet5.data import download, idx
 from lenet5.data.download import MIRROR_ENV, MIRRORS, ensure_mnist, mirror_list
 from lenet5.errors import Lenet5Error
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from lenet5 import files
-from lenet5.data import idx, mnist
-from lenet5.errors import Lenet5Error
+from lenet5.data import idx
 from lenet5.data.idx import read_idx
 from lenet5.data.mnist import load_mnist, preprocess
+from lenet5.errors import Lenet5Error
 
 TEST_FILES = idx.SPLITS["test"]
 

@@ -10,10 +10,9 @@ import pytest
 
 from lenet5.architecture import C3_TABLE, LAYER, Variant, table_mask
 from lenet5.cli import main
-from lenet5.commands.evaluate import reference_checkpoint
 from lenet5.errors import Lenet5Error
 from lenet5.export_onnx import build_model, unsupported
-from lenet5.model import LeNet5
+from lenet5.model import LeNet5, reference_checkpoint
 
 
 def run_onnx(model, images):

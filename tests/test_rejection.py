@@ -5,9 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from lenet5.commands.evaluate import reference_checkpoint
 from lenet5.experiments.rejection import analyse, shown_path
-from lenet5.model import LeNet5
+from lenet5.model import LeNet5, reference_checkpoint
 from lenet5.rejection import (
     read_sidecar,
     rejection_threshold,

@@ -24,7 +24,7 @@ def run(args):
     from ..demo.classify import Classifier
     from ..demo.samples import digit_source
     from ..demo.server import make_server
-    from .evaluate import reference_checkpoint
+    from ..model import reference_checkpoint
 
     if not 0 <= args.port <= 65535:
         raise Lenet5Error(f"--port must be 0..65535, got {args.port}")

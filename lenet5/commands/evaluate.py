@@ -1,17 +1,9 @@
 """`lenet5 evaluate`: test error, confusion matrix and misclassified images of a checkpoint."""
 import json
-from importlib import resources
 
 import numpy as np
 
-from ..model import LeNet5
-
-REFERENCE = "lenet5-seed0.npz"
-
-
-def reference_checkpoint():
-    """The checkpoint shipped inside the package (the default-seed paper-protocol run)."""
-    return resources.files("lenet5") / "reference" / REFERENCE
+from ..model import REFERENCE, LeNet5, reference_checkpoint
 
 
 def register(sub):

@@ -1,5 +1,5 @@
 """`lenet5 export --onnx FILE`: the trained network as an ONNX model."""
-from .evaluate import REFERENCE, reference_checkpoint
+from ..model import REFERENCE, reference_checkpoint
 
 
 def register(sub):

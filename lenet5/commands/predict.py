@@ -2,7 +2,7 @@
 import json
 import sys
 
-from .evaluate import REFERENCE, reference_checkpoint
+from ..model import REFERENCE, reference_checkpoint
 
 
 def register(sub):

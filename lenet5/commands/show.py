@@ -1,7 +1,7 @@
 """`lenet5 show`: one digit going through the network, drawn layer by layer (a PNG)."""
 from pathlib import Path
 
-from .evaluate import REFERENCE, reference_checkpoint
+from ..model import REFERENCE, reference_checkpoint
 
 DEFAULT_OUT = "lenet5-show.png"
 

@@ -37,8 +37,7 @@ def shown_path(path):
 
 
 def analyse(key, checkpoint=None, data_dir=None, store=False):
-    from ..commands.evaluate import reference_checkpoint
-    from ..model import LeNet5
+    from ..model import LeNet5, reference_checkpoint
 
     path = Path(str(checkpoint or reference_checkpoint()))
     net = LeNet5.load(path)

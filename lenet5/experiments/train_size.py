@@ -22,7 +22,8 @@ def jobs(opts):
 def report(results, opts):
     train, test = per_pass(results, "train_error_pct"), per_pass(results, "test_error_pct")
     sizes = [r["config"]["train_size"] for r in results.values()]
-    lines = ["| training set | training error % (last pass) | test error % (last pass) | best test error % (pass) | paper |",
+    lines = ["| training set | training error % (last pass) | test error % (last pass) "
+             "| best test error % (pass) | paper |",
              "|---:|---:|---:|---:|---|"]
     rows = []
     for i, n in enumerate(sizes):
