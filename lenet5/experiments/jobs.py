@@ -91,20 +91,3 @@ def mean_range(values, digits=2):
     if len(values) == 1:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
-
-
-def unsupported(config):
-    """Why the trainer cannot run `config` (an engine variant not built yet), or ""."""
-    from dataclasses import fields
-
-    from ..errors import Lenet5Error
-    from ..train import TrainConfig
-
-    unknown = sorted(set(config) - {f.name for f in fields(TrainConfig)})
-    if unknown:
-        return f"the trainer has no `{', '.join(unknown)}` option yet"
-    try:
-        TrainConfig(**config).check()
-    except Lenet5Error as e:
-        return f"not built yet ({e})"
-    return ""
