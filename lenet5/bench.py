@@ -6,6 +6,10 @@ the implied seconds per 60,000-image pass. The inputs are random images in [-0.1
 whatever the pixel values. Online training and the Hessian estimate run on one core; the
 mini-batch and inference drivers split each batch over Numba's threads (`--threads`).
 
+Each figure is also given as a fraction of its ceiling (lenet5.ceiling): the samples/s a
+numpy matrix multiply's FLOP rate would allow for the network's FLOP per sample, at 1 thread
+for the online and Hessian figures, at the batch drivers' thread count for the others.
+
 Only figures taken in the same session are comparable: the machines are noisy.
 """
 import argparse
@@ -21,7 +25,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from . import engine
+from . import ceiling, engine
 from .errors import Lenet5Error
 from .files import write_json_atomic
 from .model import LeNet5
@@ -44,10 +48,20 @@ engine.train_online(x, np.array([0, 1]), np.arange(2), net.theta, np.full_like(n
 net.forward(x)
 """
 
-MODES = {  # seconds of timing per figure, timed repeats
-    "full": dict(budget=6.0, repeats=5),
-    "quick": dict(budget=2.0, repeats=3),
-    "tiny": dict(budget=0.05, repeats=2),
+MODES = {  # seconds of timing per figure, timed repeats, matrix size of the ceiling probe
+    "full": dict(budget=6.0, repeats=5, matmul_n=2048),
+    "quick": dict(budget=2.0, repeats=3, matmul_n=2048),
+    "tiny": dict(budget=0.05, repeats=2, matmul_n=256),
+}
+
+# figure -> (its ceiling's threads: "1" or "batch", FLOP per sample: "training" or "forward")
+CEILING_OF = {
+    "online_sgd": ("1", "training"),
+    "online_sdlm": ("1", "training"),
+    "hessian_500": ("1", "training"),  # a forward and a backward pass of the same shape
+    "minibatch_sgd_32": ("batch", "training"),
+    "minibatch_sgd_256": ("batch", "training"),
+    "infer_1000": ("batch", "forward"),
 }
 
 
@@ -273,6 +287,25 @@ LABELS = {
 }
 
 
+def ceiling_figures(dtype_name, mode, repeats, threads):
+    """The matrix-multiply rate at 1 and `threads` threads (GFLOP/s: median, min, max) and the
+    FLOP per sample; keys as in the JSON, without the dtype suffix."""
+    out = {"flop_forward": ceiling.forward_flop(), "flop_training": ceiling.training_flop()}
+    for key, k in (("1t", 1), ("batch", threads)):
+        rates = np.array(ceiling.matmul_rates(k, MODES[mode]["matmul_n"], repeats, dtype_name)) / 1e9
+        out[f"matmul_gflops_{key}"] = float(np.median(rates))
+        out[f"matmul_gflops_{key}_min"] = float(rates.min())
+        out[f"matmul_gflops_{key}_max"] = float(rates.max())
+    return out
+
+
+def ceiling_of(name, ceil):
+    """(samples/s the ceiling allows, its thread count's key) for a figure."""
+    threads, work = CEILING_OF[name]
+    gflops = ceil["matmul_gflops_1t" if threads == "1" else "matmul_gflops_batch"]
+    return gflops * 1e9 / ceil[f"flop_{work}"]
+
+
 def cpu_model():
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -304,19 +337,42 @@ def run(args):
     print(f"lenet5 bench ({mode}): {result['cpu']}, {result['nproc']} CPUs, "
           f"{result['threads']} Numba threads; numba {numba.__version__}, numpy {np.__version__}")
     print(f"samples/s, median of {repeats} (min-max); s/pass = {PASS:,} samples at that rate\n")
-    header = f"{'figure':<42}{'dtype':<9}{'samples/s':>11}  {'(min-max)':<19}{'s/pass':>8}"
+    threads = result["threads"]
+    flop_f, flop_t = ceiling.forward_flop(), ceiling.training_flop()
+    print(f"ceiling: {flop_f:,} FLOP forward per sample (2 x {flop_f // 2:,} connections), "
+          f"training 3 x forward = {flop_t:,};")
+    print(f"  samples/s = numpy n x n matmul FLOP/s / FLOP per sample, at 1 thread (online, "
+          f"Hessian) or {threads} (batch figures)")
+    tuning = ceiling.blas_tuning()
+    result["blas_tuning"] = tuning
+    if tuning:
+        notes.append("BLAS tuning variables set (left as they are; they can slow numpy's BLAS): "
+                     + ", ".join(f"{k}={v}" for k, v in tuning.items()))
+    header = (f"{'figure':<42}{'dtype':<9}{'samples/s':>11}  {'(min-max)':<19}{'s/pass':>8}"
+              f"{'ceiling':>10}{'of it':>8}")
     print(header)
     print("-" * len(header))
     for dtype_name in dtypes:
         dtype = np.dtype(dtype_name).type
         suffix = "" if dtype is np.float32 else "_" + {np.float64: "f64"}.get(dtype, dtype_name)
+        ceil = ceiling_figures(dtype_name, mode, repeats, threads)
+        for key, value in ceil.items():
+            result[key + suffix if key.startswith("matmul") else key] = value
+        result["ceiling_threads"] = threads
+        for key, k in (("1t", 1), ("batch", threads)):
+            med, lo, hi = (ceil[f"matmul_gflops_{key}{end}"] for end in ("", "_min", "_max"))
+            print(f"{f'numpy matmul GFLOP/s, {k} thread(s)':<42}{dtype_name:<9}{med:>11,.1f}  "
+                  f"{f'({lo:,.1f}-{hi:,.1f})':<19}")
         figures = engine_figures(dtype, mode, repeats, notes)
         for name, (med, lo, hi, _) in figures.items():
+            top = ceiling_of(name, ceil)
             result[name + suffix] = med
             result[name + suffix + "_min"] = lo
             result[name + suffix + "_max"] = hi
+            result[name + suffix + "_ceiling"] = top
+            result[name + suffix + "_of_ceiling"] = med / top
             print(f"{LABELS[name]:<42}{dtype_name:<9}{med:>11,.0f}  {f'({lo:,.0f}-{hi:,.0f})':<19}"
-                  f"{PASS / med:>8.1f}")
+                  f"{PASS / med:>8.1f}{top:>10,.0f}{med / top:>8.1%}")
         protocol = PASSES * (PASS / figures["online_sdlm"][0]
                              + HESSIAN_SAMPLES / figures["hessian_500"][0]
                              + EVAL / figures["infer_1000"][0])

@@ -1,6 +1,8 @@
 """`lenet5 bench` runs end to end (in its seconds-long --tiny mode) and writes its JSON."""
 import json
 
+import pytest
+
 from lenet5.cli import main
 
 KEYS = ("online_sgd", "online_sdlm", "hessian_500", "minibatch_sgd_32", "minibatch_sgd_256",
@@ -19,3 +21,30 @@ def test_bench_cli_writes_positive_figures(tmp_path, capsys):
     assert figures["distort"] > 0  # lenet5.distort is built: its rate is measured
     out = capsys.readouterr().out
     assert "online SGD step" in out and "inference, batch 1000" in out
+
+
+def test_bench_reports_each_figure_against_its_ceiling(tmp_path, capsys):
+    """The ceiling: FLOP per sample from the connection counts (2 per connection, training
+    3x forward) and the matmul rate at 1 and the batch thread count; every figure's fraction is
+    its rate over the ceiling of its kind (online/Hessian: 1 thread, training FLOP; mini-batch:
+    batch threads, training FLOP; inference: batch threads, forward FLOP)."""
+    from lenet5.architecture import PAPER_TOTAL
+    from lenet5.bench import CEILING_OF
+
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--tiny", "--json", str(path)]) == 0
+    f = json.loads(path.read_text())
+    assert f["flop_forward"] == 2 * PAPER_TOTAL[1] and f["flop_training"] == 3 * f["flop_forward"]
+    for key in ("matmul_gflops_1t", "matmul_gflops_batch"):
+        assert 0 < f[key + "_min"] <= f[key] <= f[key + "_max"], key
+    assert f["ceiling_threads"] == f["threads"]
+    assert set(CEILING_OF) == set(KEYS)
+    for key, (threads, work) in CEILING_OF.items():
+        gflops = f["matmul_gflops_1t" if threads == "1" else "matmul_gflops_batch"]
+        assert f[key + "_ceiling"] == pytest.approx(gflops * 1e9 / f["flop_" + work]), key
+        assert f[key + "_of_ceiling"] == pytest.approx(f[key] / f[key + "_ceiling"]), key
+    assert CEILING_OF["infer_1000"] == ("batch", "forward")
+    assert CEILING_OF["online_sgd"] == ("1", "training")
+    out = capsys.readouterr().out
+    assert "numpy matmul GFLOP/s, 1 thread(s)" in out and "681,816 FLOP forward" in out
+    assert f"{f['infer_1000_of_ceiling']:.1%}" in out
