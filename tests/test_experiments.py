@@ -146,3 +146,20 @@ def test_ablations_tiny(out):
     assert list(rows) == list(VARIANTS)  # every row run: none "not run"
     assert all(r["seeds"] == 1 and r["test_error_pct_mean"] is not None for r in rows.values())
     assert rows["exact"]["diff_points"] == 0 and rows["exact"]["within_seed_spread"]
+
+
+def test_fig9_tiny(out):
+    from lenet5.architecture import PAPER_RESULTS
+
+    result = run_tiny(out, "fig9")
+    rows = {r["classifier"]: r for r in result["rows"]}
+    for name in ("k-NN Euclidean, k = 1", "k-NN Euclidean, k = 3", "1000 RBF + linear",
+                 "40 PCA + quadratic (polynomial, 861 terms)"):
+        assert 0 < rows[name]["test_error_pct"] < 50, name  # better than chance on 300 samples
+    paper = PAPER_RESULTS["fig9_test_error_pct"]
+    assert rows["k-NN Euclidean, k = 1"]["paper_test_error_pct"] == paper["knn-euclidean"]
+    assert rows["SVM poly 4"]["test_error_pct"] is None
+    assert rows["SVM poly 4"]["source"].startswith("not reproduced")
+    assert result["data"]["knn"]["train_size"] == 300
+    readme = (out / "results" / "fig9" / "README.md").read_text()
+    assert "fig9.png" in readme and (out / "results" / "fig9" / "fig9.png").exists()

@@ -15,6 +15,7 @@ MODULES = {
     "ablations": "ablations",
     "baselines": "baselines",
     "rejection": "rejection",
+    "fig9": "fig9",
 }
 NAMES = tuple(MODULES)
 
