@@ -25,7 +25,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from . import ceiling, engine
+from . import ceiling, engine, gemm
 from .errors import Lenet5Error
 from .files import write_json_atomic
 from .model import LeNet5
@@ -62,6 +62,8 @@ CEILING_OF = {
     "minibatch_sgd_32": ("batch", "training"),
     "minibatch_sgd_256": ("batch", "training"),
     "infer_1000": ("batch", "forward"),
+    "minibatch_sgd_256_gemm": ("batch", "training"),
+    "infer_1000_gemm": ("batch", "forward"),
 }
 
 
@@ -171,6 +173,29 @@ def bench_infer(s, batch):
     return step
 
 
+def bench_minibatch_gemm(s, batch):
+    """As bench_minibatch, with the im2col + matrix-multiply formulation (lenet5.gemm)."""
+    theta = s.net.theta.copy()
+    scale = s.dtype(SGD_ETA / batch)
+    starts = np.arange(0, len(s.images) - batch + 1, batch)
+
+    def step(n):
+        for k in range(n // batch):
+            a = starts[k % len(starts)]
+            _, grad = gemm.losses_and_gradient(theta, s.spec, s.images[a:a + batch], s.labels[a:a + batch])
+            theta[:] -= scale * grad
+    return step
+
+
+def bench_infer_gemm(s, batch):
+    images = np.ascontiguousarray(np.resize(s.images, (batch, 32, 32)))
+
+    def step(n):
+        for _ in range(n // batch):
+            gemm.forward(s.net.theta, s.spec, images)
+    return step
+
+
 def latency_figures(s, calls):
     """Median wall time (microseconds) of one call for a single 32x32 image, after warm-up:
     the forward kernel, and forward + criterion + backward (gradient into a buffer)."""
@@ -225,6 +250,9 @@ def engine_figures(dtype, mode, repeats, note):
                                                   budget, repeats, floor)
     infer_batch = 1000
     out["infer_1000"] = calibrated(bench_infer(s, infer_batch), infer_batch, budget, repeats)
+    floor = 1 if tiny else 2
+    out["minibatch_sgd_256_gemm"] = calibrated(bench_minibatch_gemm(s, 256), 256, budget, repeats, floor)
+    out["infer_1000_gemm"] = calibrated(bench_infer_gemm(s, infer_batch), infer_batch, budget, repeats)
     if tiny:
         note.append(f"--tiny: few samples per figure (Hessian over {h_n}), not a measurement")
     return out
@@ -283,6 +311,8 @@ LABELS = {
     "minibatch_sgd_32": "mini-batch SGD, batch 32 (all threads)",
     "minibatch_sgd_256": "mini-batch SGD, batch 256 (all threads)",
     "infer_1000": "inference, batch 1000 (all threads)",
+    "minibatch_sgd_256_gemm": "mini-batch SGD b256, im2col + BLAS",
+    "infer_1000_gemm": "inference b1000, im2col + BLAS",
     "distort": "distortion generation",
 }
 

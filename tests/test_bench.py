@@ -6,7 +6,7 @@ import pytest
 from lenet5.cli import main
 
 KEYS = ("online_sgd", "online_sdlm", "hessian_500", "minibatch_sgd_32", "minibatch_sgd_256",
-        "infer_1000")
+        "infer_1000", "minibatch_sgd_256_gemm", "infer_1000_gemm")
 
 
 def test_bench_cli_writes_positive_figures(tmp_path, capsys):
@@ -45,6 +45,7 @@ def test_bench_reports_each_figure_against_its_ceiling(tmp_path, capsys):
         assert f[key + "_of_ceiling"] == pytest.approx(f[key] / f[key + "_ceiling"]), key
     assert CEILING_OF["infer_1000"] == ("batch", "forward")
     assert CEILING_OF["online_sgd"] == ("1", "training")
+    assert CEILING_OF["infer_1000_gemm"] == CEILING_OF["infer_1000"]
     out = capsys.readouterr().out
     assert "numpy matmul GFLOP/s, 1 thread(s)" in out and "681,816 FLOP forward" in out
     assert f"{f['infer_1000_of_ceiling']:.1%}" in out
