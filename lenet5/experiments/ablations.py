@@ -73,6 +73,13 @@ def report(results, opts):
              "Max pooling takes the block's maximum with no coefficient, bias or squashing (the "
              "frameworks' layer); the softmax output is 10 linear units on F6, trained with "
              "cross-entropy, with SDLM's Gauss-Newton term p(1-p) at the logits."]
+    stuck = [r for r in rows if r["test_error_pct_mean"] > 50]
+    if stuck:
+        notes.append("Did not train (error near chance after every pass): "
+                     + ", ".join(r["variant"] for r in stuck) + ". With the logistic sigmoid, F6's "
+                     "outputs lie in (0, 1) while the RBF prototypes are +-1, and with the paper's "
+                     "small initial weights and step sizes the network stays on its initial plateau "
+                     "(loss ~80, the distance of a mid-range F6 output to every prototype).")
     return {"headline": headline, "table": "\n".join(lines), "rows": rows, "notes": notes,
             "figures": {}, "data": {k: v.tolist() for k, v in test.items()}}
 
@@ -81,11 +88,20 @@ def figures(results, opts, folder, plt):
     test = by_variant(results, "test_error_pct")
     keys = list(test)[::-1]
     means = np.array([test[k].mean() for k in keys])
-    lo = means - np.array([test[k].min() for k in keys])
-    hi = np.array([test[k].max() for k in keys]) - means
+    lo = np.maximum(means - np.array([test[k].min() for k in keys]), 0)  # (rounding: never < 0)
+    hi = np.maximum(np.array([test[k].max() for k in keys]) - means, 0)
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(keys) + 1.2))
     colors = ["#c44e52" if k == "tutorial" else "#4c72b0" if k != "exact" else "#55a868" for k in keys]
-    ax.barh(range(len(keys)), means, xerr=[lo, hi], color=colors, capsize=3)
+    trained = [test[k].max() for k in keys if test[k].mean() <= 50] or [means.max()]
+    right = 1.25 * max(trained)  # rows that did not train would flatten the rest: cut, labelled
+    off = means > right
+    shown = np.where(off, right, means)
+    ax.barh(range(len(keys)), shown, xerr=[np.where(off, 0, lo), np.where(off, 0, hi)], color=colors,
+            capsize=3, hatch=None)
+    for i in np.flatnonzero(off):
+        ax.text(right * 0.98, i, f"{means[i]:.1f}% (did not train) →", ha="right", va="center",
+                color="white", fontsize=8, fontweight="bold")
+    ax.set_xlim(0, right)
     exact = test["exact"]
     ax.axvspan(exact.min(), exact.max(), color="#55a868", alpha=0.15, label="exact: seed range")
     ax.set_yticks(range(len(keys)), keys)
