@@ -463,8 +463,15 @@ class Trainer:
     def _untrained_loss(self, samples=100):
         """The mean loss of the (still untrained) network on the first training samples."""
         pick = slice(0, min(samples, len(self.train_x)))
-        losses, _ = self.net.losses_and_flat_gradient(self.train_x[pick], self.train_y[pick],
-                                                      loss=self.config.loss, j=self.config.j)
+        if self.config.batch_size == 1:  # online: the run's own kernel with a zero step, so that
+            # a first run compiles no batch driver just for this (~10 s of compilation)
+            n, net = pick.stop, self.net
+            losses = np.empty(n, net.dtype)
+            engine.train_online(self.train_x, self.train_y, np.arange(n, dtype=np.int64), net.theta.copy(),
+                                np.zeros_like(net.theta), net.spec(self.config.loss, self.config.j), losses)
+        else:
+            losses, _ = self.net.losses_and_flat_gradient(self.train_x[pick], self.train_y[pick],
+                                                          loss=self.config.loss, j=self.config.j)
         return float(np.mean(losses, dtype=np.float64))
 
     def _advice(self):
