@@ -1,14 +1,18 @@
 """Every variant of `architecture.Variant`: kernels against the numpy reference, the whole
 network's forward against the reference graph, and every parameter's gradient against
 central differences in float64. (The Hessian terms: test_hessian.py, same variants.)"""
+import itertools
+import json
+
 import numpy as np
 import pytest
 import reference as ref
 from test_hessian import VARIANTS
 
 from lenet5 import LeNet5, Lenet5Error, kernels
-from lenet5.architecture import Variant, table_mask
+from lenet5.architecture import VARIANT_CHOICES, Variant, table_mask
 from lenet5.audit import audit_rows
+from lenet5.train import TrainConfig, Trainer
 
 ACT_CODES = {"scaled-tanh": kernels.ACT_SCALED_TANH, "tanh": kernels.ACT_TANH,
              "sigmoid": kernels.ACT_SIGMOID, "relu": kernels.ACT_RELU, "identity": kernels.ACT_IDENTITY}
@@ -162,3 +166,39 @@ def test_audit_counts_follow_the_variant():
     from lenet5.model import free_parameters
     for v in VARIANTS:
         assert free_parameters(v) == counts(**v.changes())["total"][0], v
+
+
+ALL_COMBINATIONS = [Variant(*choice) for choice in itertools.product(*VARIANT_CHOICES.values())]
+
+
+@pytest.mark.parametrize("variant", ALL_COMBINATIONS, **ids)
+def test_every_combination_trains_a_pass_and_its_checkpoint_carries_it(variant, mnist, tmp_path):
+    """2,000 training images, one SDLM pass, for every combination of choices: it runs, learns
+    something (the loss falls within the pass) and its checkpoint loads as the same network."""
+    (x, y), (tx, ty) = mnist
+    loss = "ce" if variant.output == "softmax" else "map"
+    config = TrainConfig(epochs=1, train_size=2000, loss=loss, **variant.__dict__)
+    trainer = Trainer(config, ((x, y), (tx[:500], ty[:500])), tmp_path / "run", progress=False,
+                      log=lambda s: None)
+    trainer.run()
+    net = LeNet5.load(trainer.checkpoint_path)
+    assert net.variant == variant
+    assert np.array_equal(net.theta, trainer.net.theta) and np.all(np.isfinite(net.theta))
+    assert np.isfinite(trainer.history[-1]["train_loss"])
+
+
+def test_evaluate_and_audit_honour_a_variant_checkpoint(mnist, mnist_dir, tmp_path, capsys):
+    from lenet5.cli import main
+
+    variant = Variant(pooling="max", activation="relu", output="softmax")
+    net = LeNet5.init(seed=0, variant=variant)
+    net.save(tmp_path / "v.npz")
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "v.npz"), "--data-dir", str(mnist_dir), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    test_x, test_y = mnist[1]
+    expected = 100.0 * np.mean(net.predict(test_x) != test_y)
+    assert result["test_error_pct"] == pytest.approx(expected)
+    assert main(["audit", "--pooling", "max", "--output", "softmax"]) == 0
+    text = capsys.readouterr().out
+    assert "pooling=max, output=softmax" in text and "60,806" in text and "MISMATCH" not in text
+
