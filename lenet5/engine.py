@@ -285,6 +285,22 @@ def hessian_diagonal(images, theta, spec, hess):
     d2E/du2 = f'(u)^2 d2E/dx2;  d2E/dx2 = sum_k w_k^2 d2E/du_k2;  d2E/dw2 = sum x^2 d2E/du2.
     Seed: at the RBF output d2E/dx6^2 = RBF_GAUSS_NEWTON for every F6 unit; at the softmax
     output the diagonal p(1-p) of the cross-entropy's Gauss-Newton matrix at the logits."""
+    hessian_diagonal_seeded(images, theta, spec, SEED_GAUSS_NEWTON, hess)
+
+
+# The seed d2E/dx6^2 at the RBF output, as read by issue 14 (lenet5.train.GN_SEEDS):
+# SEED_GAUSS_NEWTON: RBF_GAUSS_NEWTON = 2 for every F6 unit (the default);
+# SEED_HALF: 1, the 1/2 ||x - p||^2 convention of Lush/EBLearn (every h_kk halved);
+# SEED_EXACT: the exact diagonal of d2E/dx6^2 of the criterion, RBF and criterion taken together
+#   as Gauss-Newton's "loss". For E = y_label it is 2; for the MAP criterion
+#   E = y_label + log(e^-j + sum_i e^-y_i), with p_i = e^-y_i / Z, p_0 = e^-j / Z and
+#   d_ij = 2 (x_j - P_ij): d2E/dx_j^2 = 2 p_0 + sum_i p_i d_ij^2 - (sum_i p_i d_ij)^2 >= 0.
+SEED_GAUSS_NEWTON, SEED_HALF, SEED_EXACT = range(3)
+
+
+@kernel
+def hessian_diagonal_seeded(images, theta, spec, rbf_seed, hess):
+    """hessian_diagonal with the RBF output's seed chosen by `rbf_seed` (SEED_*)."""
     acts, deltas, scratch = new_workspace(theta)
     inputs_sq, _, _ = new_workspace(theta)
     theta_sq = theta * theta
@@ -298,10 +314,38 @@ def hessian_diagonal(images, theta, spec, hess):
         square_into(acts[5], inputs_sq[5])
         square_into(acts[6], inputs_sq[6])
         if spec[3][OUTPUT] == OUTPUT_RBF:
-            scratch[6][:] = RBF_GAUSS_NEWTON
+            rbf_curvature(acts[6], acts[7], spec, rbf_seed, scratch[6])
         else:
             softmax_gauss_newton(acts[7], scratch[7])
         sample_backward(theta_sq, spec, acts, inputs_sq, deltas, scratch, hess, 2)
+
+
+@kernel
+def rbf_curvature(x6, y, spec, rbf_seed, out):
+    """Fill out (84,) with the seed d2E/dx6^2 of one sample (x6: F6's output, y: the RBF's)."""
+    prototypes, codes, j = spec[0], spec[3], spec[4]
+    if rbf_seed == SEED_HALF:
+        out[:] = RBF_GAUSS_NEWTON / 2
+        return
+    out[:] = RBF_GAUSS_NEWTON
+    if rbf_seed == SEED_GAUSS_NEWTON or codes[LOSS] != LOSS_MAP:
+        return
+    top = -j  # log-sum-exp shift
+    for k in range(y.shape[0]):
+        top = max(top, -y[k])
+    total = np.exp(-j - top)
+    for k in range(y.shape[0]):
+        total += np.exp(-y[k] - top)
+    p0 = np.exp(-j - top) / total
+    for i in range(out.shape[0]):
+        first = 0.0
+        second = 0.0
+        for k in range(y.shape[0]):
+            p = np.exp(-y[k] - top) / total
+            d = 2.0 * (x6[i] - prototypes[k, i])
+            first += p * d
+            second += p * d * d
+        out[i] = RBF_GAUSS_NEWTON * p0 + second - first * first
 
 
 @kernel

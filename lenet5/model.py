@@ -28,6 +28,15 @@ FORMAT_VERSION = 1
 LAYER_OUTPUTS = ("input",) + tuple(layer.name for layer in LAYERS)  # keys of LeNet5.layers()
 MAP_J = 1.0  # default j of the MAP criterion; see README "Choices the paper left open"
 DTYPES = {"float32": np.float32, "float64": np.float64}
+INIT_SCALES = ("paper", "sqrt", "lush")  # LeNet5.init's readings of the initial scale (issue 14)
+LUSH_COEFF = 0.5  # Lush's initial subsampling coefficient
+
+
+def init_bound(fan_in, scale):
+    """Per-unit bound of the uniform initial draw: 2.4/F (paper), 1/sqrt(F) (sqrt, lush)."""
+    fan_in = np.asarray(fan_in, dtype=np.float64)
+    return 2.4 / fan_in if scale == "paper" else 1.0 / np.sqrt(fan_in)
+
 
 C3_UNCONNECTED = ~table_mask(C3_TABLE, LAYER["C3"].in_maps)  # (16, 6) True where no link
 
@@ -118,9 +127,13 @@ class LeNet5:
         return {name: flat[a:b].reshape(PARAM_SHAPES[name]) for name, (a, b) in engine.OFFSETS.items()}
 
     @classmethod
-    def init(cls, seed=0, dtype=np.float32, prototypes=None, variant=PAPER):
+    def init(cls, seed=0, dtype=np.float32, prototypes=None, variant=PAPER, scale="paper"):
         """The paper's initialisation: every weight and bias uniform in [-2.4/F, 2.4/F], F the
         fan-in of the unit it feeds (4 for a subsampling coefficient: its 2x2 block).
+        scale (issue 14's readings, INIT_SCALES): "paper" that; "sqrt" every parameter uniform
+        in +-1/sqrt(F) (Lush/EBLearn's bound); "lush" weights +-1/sqrt(F), biases 0 and
+        subsampling coefficients 0.5 (Lush's defaults). Every scale makes the same random draws
+        (only the bound differs, then "lush" sets its constants), so seeds correspond.
         Variants draw the paper's layers first, in the same order, so every layer they share
         starts as in the paper's network; then: c3="full" redraws C3 with F = 6 x 25;
         pooling="average" sets S2/S4 to the fixed 1/4 and 0; pooling="max" leaves them unused
@@ -129,12 +142,17 @@ class LeNet5:
         theta = np.zeros(engine.N_THETA, dtype=np.float64)
         params = cls.views(theta)
 
+        if scale not in INIT_SCALES:
+            raise Lenet5Error(f"unknown init scale {scale!r}: choose one of {', '.join(INIT_SCALES)}")
+
         def draw(layer, parts):
-            bound = 2.4 / np.asarray(layer.fan_in, dtype=np.float64)  # one F per output map
+            bound = init_bound(layer.fan_in, scale)  # one F per output map
             for part in parts:
                 arr = params[f"{layer.name}.{part}"]
                 per_map = bound.reshape((-1,) + (1,) * (arr.ndim - 1))
                 arr[...] = rng.uniform(-1.0, 1.0, arr.shape) * per_map
+                if scale == "lush" and part != "weight":
+                    arr[...] = LUSH_COEFF if part == "coeff" else 0.0
 
         for layer in LAYERS:
             if layer.kind != "rbf":

@@ -19,7 +19,7 @@ from . import engine
 from .architecture import Variant
 from .errors import Lenet5Error
 from .files import csv_text, write_json_atomic, write_text_atomic
-from .model import DTYPES, MAP_J, LeNet5, check_loss
+from .model import DTYPES, INIT_SCALES, MAP_J, LeNet5, check_loss
 from .progress import Progress
 from .rundir import RunLock, check_writable, claim, reason
 
@@ -37,6 +37,20 @@ HESSIAN_SAMPLES = 500
 # 0.00005 for 9-12, 0.00001 after
 EPSILON_SCHEDULE = ((2, 5e-4), (5, 2e-4), (8, 1e-4), (12, 5e-5))
 EPSILON_FINAL = 1e-5
+
+# Issue 14's readings of what the paper leaves open about SDLM (TrainConfig fields, recorded in
+# the checkpoint's state.config; none changes what a trained network computes):
+# init       LeNet5.init's scale: "paper" +-2.4/F | "sqrt" +-1/sqrt(F) | "lush" (see there)
+# subsample  "sum": S2/S4's coefficient multiplies the 2x2 block's sum (the stored parameter
+#            c_s) | "average": it multiplies the block's mean, c_a = 4 c_s. A reparametrisation
+#            for SDLM: the initial draw is c_a (stored as c_a / 4), h(c_a) = h(c_s) / 16, and
+#            the step on c_a is eps / (mu + h(c_a)), i.e. on c_s eps / (16 mu + h(c_s)).
+# gn_seed    the seed d2E/dx6^2 of the Hessian at the RBF output: "2" | "1" | "exact" (engine.SEED_*)
+# hessian_every  0: h estimated once before each pass (the paper) | N: also every N samples
+#            within the pass (a multiple of CHUNK), each estimate on HESSIAN_SAMPLES images
+SUBSAMPLES = ("sum", "average")
+GN_SEEDS = {"2": engine.SEED_GAUSS_NEWTON, "1": engine.SEED_HALF, "exact": engine.SEED_EXACT}
+SUBSAMPLING_COEFFS = ("S2.coeff", "S4.coeff")
 
 CHUNK = 500  # samples per kernel call: the granularity of progress, Ctrl-C and NaN checks
 METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_error_pct", "test_error_pct", "seconds",
@@ -69,6 +83,11 @@ class TrainConfig:
     pooling: str = "trainable"
     activation: str = "scaled-tanh"
     output: str = "rbf"
+    # issue 14's readings of SDLM (see SUBSAMPLES above; defaults: the paper's print)
+    init: str = "paper"
+    subsample: str = "sum"
+    gn_seed: str = "2"
+    hessian_every: int = 0
 
     @property
     def variant(self):
@@ -82,12 +101,31 @@ class TrainConfig:
         if self.optimizer == "sdlm" and self.batch_size != 1:
             raise Lenet5Error("sdlm is the paper's online method: use --batch-size 1")
         self._check_numbers()
+        self._check_readings()
         if self.distortions < 0:
             raise Lenet5Error("--distortions must be >= 0")
         if self.distortions and self.batch_size != 1:
             raise Lenet5Error("training on distorted copies is online only: use --batch-size 1")
         if self.dtype not in DTYPES:
             raise Lenet5Error(f"unknown dtype {self.dtype!r}: choose float32 or float64")
+
+    def _check_readings(self):
+        """Issue 14's readings: known choices, each used only where it means something."""
+        for name, allowed in (("init", INIT_SCALES), ("subsample", SUBSAMPLES), ("gn_seed", GN_SEEDS)):
+            if getattr(self, name) not in allowed:
+                raise Lenet5Error(f"unknown {name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        if self.hessian_every < 0 or self.hessian_every % CHUNK:
+            raise Lenet5Error(f"--hessian-every must be 0 or a multiple of {CHUNK}, got {self.hessian_every}")
+        sdlm_only = {"subsample": "sum", "gn_seed": "2", "hessian_every": 0}
+        for name, default in sdlm_only.items():
+            if getattr(self, name) != default and self.optimizer != "sdlm":
+                raise Lenet5Error(f"--{name.replace('_', '-')} is an SDLM setting; it does nothing "
+                                  "with --optimizer sgd")
+        if self.subsample != "sum" and self.pooling != "trainable":
+            raise Lenet5Error(f"--subsample {self.subsample} reads the trainable subsampling "
+                              f"coefficient; --pooling {self.pooling} has none")
+        if self.gn_seed != "2" and self.output != "rbf":
+            raise Lenet5Error(f"--gn-seed seeds the RBF output; --output {self.output} has its own")
 
     def _check_types(self):
         """Every int/float/str setting holds a value of that type (an int will do for a float),
@@ -115,15 +153,32 @@ class TrainConfig:
                                   f"got {value!r} ({why})")
 
 
-def hessian_estimate(net, images, rng):
+def hessian_estimate(net, images, rng, gn_seed="2", loss=None, j=MAP_J):
     """Mean diagonal Gauss-Newton term h_kk over HESSIAN_SAMPLES random training images
-    (`images`: an array, or a source with `__len__` and `images(indices)`)."""
+    (`images`: an array, or a source with `__len__` and `images(indices)`), seeded at an RBF
+    output by GN_SEEDS[gn_seed] ("exact": of the criterion `loss` with constant j)."""
     pick = np.sort(rng.choice(len(images), size=min(HESSIAN_SAMPLES, len(images)), replace=False))
     chosen = images[pick] if isinstance(images, np.ndarray) else images.images(pick)
     hess = np.zeros_like(net.theta)
-    engine.hessian_diagonal(np.ascontiguousarray(chosen, dtype=net.dtype), net.theta,
-                            net.spec(net.default_loss), hess)
+    engine.hessian_diagonal_seeded(np.ascontiguousarray(chosen, dtype=net.dtype), net.theta,
+                                   net.spec(loss or net.default_loss, j), GN_SEEDS[gn_seed], hess)
     return hess / len(pick)
+
+
+def sdlm_rates(config, hess, epsilon):
+    """(h, eta) in the reading's own parametrisation, and the step of the stored parameters:
+    h = r^2 h_stored, eta = epsilon / (mu + h), eta_stored = r^2 eta, with r = 1/4 for the
+    subsampling coefficients read as an average (c_s = c_a / 4), else 1."""
+    if config.subsample == "sum":
+        eta = epsilon / (config.mu + hess)
+        return hess, eta, eta
+    r2 = np.ones_like(hess)
+    views = LeNet5.views(r2)
+    for name in SUBSAMPLING_COEFFS:
+        views[name][...] = 1.0 / 16.0
+    h = r2 * hess
+    eta = epsilon / (config.mu + h)
+    return h, eta, r2 * eta
 
 
 class DistortedSource:
@@ -211,7 +266,10 @@ class Trainer:
                        if config.distortions else None)
         self.out_dir = Path(out_dir)
         self.net = net if net is not None else LeNet5.init(seed=config.seed, dtype=dtype,
-                                                           variant=config.variant)
+                                                           variant=config.variant, scale=config.init)
+        if net is None and config.subsample == "average":  # the draw was c_a; store c_s = c_a / 4
+            for name in SUBSAMPLING_COEFFS:
+                self.net.params[name][...] *= 0.25
         if self.net.dtype != dtype:
             raise Lenet5Error(f"checkpoint is {self.net.dtype}, run asks for {config.dtype}")
         if self.net.variant != config.variant:
@@ -316,10 +374,27 @@ class Trainer:
             lr, eta = cfg.lr, np.full_like(self.net.theta, cfg.lr)
         else:
             lr = sdlm_epsilon(epoch)
-            hess = hessian_estimate(self.net, self.source or self.train_x, rng)
-            eta = (lr / (cfg.mu + hess)).astype(self.net.dtype)
+            hess = hessian_estimate(self.net, self.source or self.train_x, rng, cfg.gn_seed, cfg.loss, cfg.j)
+            eta = sdlm_rates(cfg, hess, lr)[2].astype(self.net.dtype)
         eta[self.frozen] = 0.0
         return lr, eta
+
+    def _within_pass_rng(self, epoch, position):
+        """The Hessian sample of a re-estimate inside a pass (hessian_every) comes from (seed,
+        epoch, position) alone, so a resumed run draws it as the uninterrupted run did."""
+        return np.random.default_rng([self.config.seed, epoch, position])
+
+    def pass_rates(self, epoch=1):
+        """(h, eta) of every parameter (theta's layout; fixed ones too: mask them with
+        net.fixed_mask()), in the reading's parametrisation, that pass `epoch` would start
+        with if it began now (its own Hessian sample); for the sdlm experiment."""
+        rng = self._epoch_rng(epoch)
+        if self.source is None:
+            rng.permutation(len(self.train_x))  # (drawn first, as _run_epoch does)
+        cfg = self.config
+        hess = hessian_estimate(self.net, self.source or self.train_x, rng, cfg.gn_seed, cfg.loss, cfg.j)
+        h, eta, _ = sdlm_rates(cfg, hess, sdlm_epsilon(epoch))
+        return h, eta
 
     def check_folder(self, overwrite=False):
         """Fail now, before any time is spent, where run() would: a resumed state that does
@@ -402,6 +477,8 @@ class Trainer:
         if self._measure_initial_loss and self.initial_loss is None:
             self.initial_loss = self._untrained_loss()
         while self.position < n:
+            if cfg.hessian_every and self.position and self.position % cfg.hessian_every == 0:
+                self.lr, self.eta = self._step_sizes(epoch, self._within_pass_rng(epoch, self.position))
             a, b = self.position, min(self.position + step, n)
             self._train_slice(order[a:b], self.epoch_losses[a:b])
             self._check_divergence(order, a, b)

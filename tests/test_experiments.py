@@ -163,3 +163,18 @@ def test_fig9_tiny(out):
     assert result["data"]["knn"]["train_size"] == 300
     readme = (out / "results" / "fig9" / "README.md").read_text()
     assert "fig9.png" in readme and (out / "results" / "fig9" / "fig9.png").exists()
+
+
+def test_sdlm_tiny(out):
+    from lenet5.experiments.sdlm import LAYERS, READINGS, TRAINED
+
+    result = run_tiny(out, "sdlm")
+    rates = [r for r in result["rows"] if r["layer"] != "training"]
+    assert {(r["reading"], r["layer"]) for r in rates} == {(k, la) for k in READINGS for la in ("all", *LAYERS)}
+    assert all(0 < r["min"] <= r["p1"] <= r["median"] <= r["max"] <= 0.025 * (1 + 1e-9) for r in rates)
+    training = [r for r in result["rows"] if r["layer"] == "training"]
+    assert sorted(r["reading"] for r in training) == sorted(TRAINED)
+    assert (out / "results" / "sdlm" / "rates.png").exists()
+    cheap = run_tiny(out, "sdlm", "--rates-only")
+    assert all(r["layer"] != "training" for r in cheap["rows"])
+    assert "lenet5 experiment sdlm --tiny --rates-only" in (out / "results" / "sdlm" / "README.md").read_text()

@@ -31,6 +31,9 @@ def register(sub):
                    help="reuse runs already finished with the same settings (saved under --runs) "
                    "instead of training them again, and resume interrupted ones from their "
                    "checkpoints, e.g. after Ctrl-C or a crash, or to redraw a report")
+    p.add_argument("--rates-only", action="store_true",
+                   help="sdlm: only the pass-1 rate screen of every reading (seconds each), no "
+                   "training runs")
     p.add_argument("--checkpoint", help="rejection: the checkpoint to analyse (default: the shipped one)")
     p.set_defaults(func=run)
 
@@ -46,7 +49,8 @@ def options(args):
         raise Lenet5Error("--epochs and --processes must be at least 1")
     return Options(tiny=args.tiny, seeds=seeds, epochs=args.epochs, processes=args.processes,
                    data_dir=args.data_dir, results=args.results and Path(args.results),
-                   runs=args.runs and Path(args.runs), checkpoint=args.checkpoint, reuse=args.reuse)
+                   runs=args.runs and Path(args.runs), checkpoint=args.checkpoint, reuse=args.reuse,
+                   rates_only=args.rates_only)
 
 
 def run(args):

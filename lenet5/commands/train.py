@@ -17,9 +17,9 @@ import numba
 from ..architecture import VARIANT_CHOICES
 from ..audit import audit_rows, format_audit
 from ..errors import Lenet5Error
-from ..model import LeNet5, default_loss
+from ..model import INIT_SCALES, LeNet5, default_loss
 from ..rundir import RUNS_ROOT, check_writable, inside_package, new_run_dir
-from ..train import RESUME_CHANGEABLE, Interrupted, TrainConfig, Trainer
+from ..train import CHUNK, GN_SEEDS, RESUME_CHANGEABLE, SUBSAMPLES, Interrupted, TrainConfig, Trainer
 from . import add_variant_arguments
 
 DEFAULTS = TrainConfig()
@@ -29,6 +29,9 @@ ONLY_WITH = {
            "schedule (tune it with --mu)"),
     "mu": ("optimizer", "sdlm", "SDLM's damping; sgd steps by --lr"),
     "j": ("loss", "map", "the MAP criterion's constant"),
+    "subsample": ("optimizer", "sdlm", "a reading of SDLM's step on the subsampling coefficient"),
+    "gn_seed": ("optimizer", "sdlm", "SDLM's Hessian seed"),
+    "hessian_every": ("optimizer", "sdlm", "how often SDLM re-estimates its Hessian"),
 }
 
 
@@ -59,6 +62,7 @@ def register(sub):
                    help="add N randomly distorted copies of the training images, made once "
                    "(the paper's distorted run: 540000); passes stay the size of the training set")
     add_variant_arguments(p)
+    add_sdlm_reading_arguments(p)
     p.set_defaults(**{name: None for name in VARIANT_CHOICES})  # None: not given
     p.add_argument("--dtype", choices=("float32", "float64"), help="floating point type (default float32)")
     p.add_argument("--data-dir",
@@ -74,6 +78,25 @@ def register(sub):
                    help="Numba threads for evaluation and mini-batches (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def add_sdlm_reading_arguments(p):
+    """Issue 14's readings of what the paper leaves open about SDLM (lenet5.train)."""
+    g = p.add_argument_group("SDLM readings (issue 14; defaults: the paper as printed)")
+    g.add_argument("--init", choices=INIT_SCALES,
+                   help="initial scale: paper +-2.4/F (default); sqrt +-1/sqrt(F) for every "
+                   "parameter; lush weights +-1/sqrt(F), biases 0, S2/S4 coefficients 0.5")
+    g.add_argument("--subsample", choices=SUBSAMPLES,
+                   help="S2/S4's trainable coefficient multiplies the 2x2 block's sum (default) or "
+                   "its average: SDLM then steps the average's coefficient (h 16x smaller); the "
+                   "network computes the same either way")
+    g.add_argument("--gn-seed", choices=tuple(GN_SEEDS),
+                   help="d2E/dx6^2 that seeds SDLM's Hessian at the RBF output: 2 (default, the "
+                   "squared distance's), 1 (Lush's 1/2 ||x-p||^2), or exact (the MAP criterion's "
+                   "own diagonal, log-sum-exp included)")
+    g.add_argument("--hessian-every", type=int, metavar="N",
+                   help=f"also re-estimate SDLM's Hessian every N samples within a pass, N a "
+                   f"multiple of {CHUNK} (default 0: once before each pass, the paper)")
 
 
 def flag(name):

@@ -16,6 +16,7 @@ MODULES = {
     "baselines": "baselines",
     "rejection": "rejection",
     "fig9": "fig9",
+    "sdlm": "sdlm",
 }
 NAMES = tuple(MODULES)
 

@@ -44,6 +44,7 @@ class Options:
     results: Path | None = None  # results/<name>/ goes here (None: results, or runs/tiny/results)
     runs: Path | None = None  # checkpoints, per-run metrics (None: runs/experiments, or runs/tiny/...)
     checkpoint: str | None = None  # rejection: the network to analyse (default: the shipped one)
+    rates_only: bool = False  # sdlm: the pass-1 rate screen only, no training runs
     reuse: bool = False  # take a job's saved result (runs/<name>/<key>.json) when its inputs match
     log: object = print
 
@@ -253,6 +254,8 @@ def command_line(name, opts):
         parts.append("--seeds " + ",".join(map(str, opts.seeds)))
     if opts.epochs:
         parts.append(f"--epochs {opts.epochs}")
+    if opts.rates_only:
+        parts.append("--rates-only")
     if opts.checkpoint:
         parts.append(f"--checkpoint {portable(str(opts.checkpoint))}")
     return " ".join(parts)
