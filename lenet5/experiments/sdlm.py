@@ -200,13 +200,19 @@ def report(results, opts):
 
 
 def figures(results, opts, folder, plt):
-    rates = {k.split("/", 1)[1]: r for k, r in results.items() if k.startswith("rates/")}
+    rates, seen = {}, []
+    for k, r in results.items():  # a reading whose pass-1 rates equal an earlier one's is drawn once
+        hist = [r["layers"][layer]["histogram"] for layer in LAYERS] if k.startswith("rates/") else None
+        if hist is not None and hist not in seen:
+            rates[k.split("/", 1)[1]] = r
+            seen.append(hist)
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True)
     centres = np.sqrt(BINS[:-1] * BINS[1:])
+    colors = plt.get_cmap("tab10").colors
     for ax, layer in zip(axes.flat, LAYERS):
-        for key, r in rates.items():
+        for (key, r), color in zip(rates.items(), colors * 2):
             counts = np.array(r["layers"][layer]["histogram"], float)
-            ax.step(centres, counts / max(counts.sum(), 1), where="mid", label=key, lw=1)
+            ax.step(centres, counts / max(counts.sum(), 1), where="mid", label=key, lw=1, color=color)
         ax.axvspan(*PAPER_RANGE, color="#55a868", alpha=0.15)
         ax.set_xscale("log")
         ax.set_title(layer)
@@ -218,5 +224,5 @@ def figures(results, opts, folder, plt):
     fig.suptitle(f"SDLM pass-1 rates at mu = {PAPER_MU} per layer; green: the paper's range")
     fig.tight_layout()
     fig.savefig(folder / "rates.png", dpi=110)
-    return {"rates.png": "Distribution of the pass-1 effective rates per layer, one line per reading; "
-            "the green band is the paper's 7e-5 .. 0.016."}
+    return {"rates.png": "Distribution of the pass-1 effective rates per layer, one line per reading "
+            "(readings with the same pass-1 rates drawn once); the green band is the paper's 7e-5 .. 0.016."}
