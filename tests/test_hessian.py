@@ -108,7 +108,8 @@ def test_hessian_diagonal_matches_explicit_jacobian_reference(variant):
     net = LeNet5.init(seed=6, dtype=np.float64, variant=variant)
     # larger weights than at init, so every layer's curvature is far from zero
     net.theta *= 3.0
-    images = np.random.default_rng(4).uniform(-0.1, 1.175, (2, 32, 32))
+    # two images for the paper's network (the sum over samples), one for each variant (time)
+    images = np.random.default_rng(4).uniform(-0.1, 1.175, (2 if variant.is_paper else 1, 32, 32))
     hess = np.zeros_like(net.theta)
     engine.hessian_diagonal(images, net.theta, net.spec(net.default_loss), hess)
     got = LeNet5.views(hess)
