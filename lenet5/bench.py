@@ -336,6 +336,31 @@ def ceiling_of(name, ceil):
     return gflops * 1e9 / ceil[f"flop_{work}"]
 
 
+def load_average():
+    """The 1-minute load average (runnable processes, this one included), or None where the
+    system does not report it."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def load_notes(result):
+    """How busy the machine was: the load average before and after, and a warning when the
+    batch threads' matmul ran no faster than one thread's (other processes had the cores)."""
+    start, end = result["loadavg_start"], result["loadavg_end"]
+    notes = []
+    if start is not None and end is not None:
+        notes.append(f"load average {start:.2f} at the start, {end:.2f} at the end, on "
+                     f"{result['nproc']} CPUs (1-minute averages, this benchmark included)")
+    slow = [key for key in result if key.startswith("matmul_gflops_batch") and key[-4:] not in ("_min", "_max")
+            and result[key] <= result[key.replace("batch", "1t")]]
+    if result["threads"] > 1 and slow:
+        notes.append(f"the {result['threads']}-thread matmul ran no faster than 1 thread: the "
+                     "machine is busy, so the batch figures and their ceiling fractions are unreliable")
+    return notes
+
+
 def cpu_model():
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -362,7 +387,7 @@ def run(args):
         "date": datetime.date.today().isoformat(),
         "cpu": cpu_model(), "nproc": os.cpu_count(), "threads": numba.get_num_threads(),
         "numba": numba.__version__, "numpy": np.__version__, "python": platform.python_version(),
-        "mode": mode, "repeats": repeats,
+        "mode": mode, "repeats": repeats, "loadavg_start": load_average(),
     }
     print(f"lenet5 bench ({mode}): {result['cpu']}, {result['nproc']} CPUs, "
           f"{result['threads']} Numba threads; numba {numba.__version__}, numpy {np.__version__}")
@@ -429,6 +454,8 @@ def run(args):
         jit = jit_figures(notes)
         result.update(jit)
         print(f"JIT start: {jit['jit_cold_s']:.1f} s cold (empty cache), {jit['jit_warm_s']:.1f} s warm")
+    result["loadavg_end"] = load_average()
+    notes += load_notes(result)
     for line in notes:
         print(f"note: {line}")
     if args.json:

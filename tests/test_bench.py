@@ -49,3 +49,18 @@ def test_bench_reports_each_figure_against_its_ceiling(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "numpy matmul GFLOP/s, 1 thread(s)" in out and "681,816 FLOP forward" in out
     assert f"{f['infer_1000_of_ceiling']:.1%}" in out
+
+
+def test_bench_states_how_busy_the_machine_was():
+    from lenet5.bench import load_notes
+
+    base = {"nproc": 2, "threads": 2, "loadavg_start": 3.5, "loadavg_end": 4.25,
+            "matmul_gflops_1t": 60.0, "matmul_gflops_batch": 50.0, "matmul_gflops_batch_min": 40.0,
+            "matmul_gflops_1t_f64": 30.0, "matmul_gflops_batch_f64": 55.0}
+    notes = load_notes(base)
+    assert notes[0] == ("load average 3.50 at the start, 4.25 at the end, on 2 CPUs "
+                        "(1-minute averages, this benchmark included)")
+    assert "2-thread matmul ran no faster than 1 thread" in notes[1] and len(notes) == 2
+    quiet = dict(base, matmul_gflops_batch=110.0)
+    assert len(load_notes(quiet)) == 1
+    assert load_notes(dict(quiet, loadavg_start=None)) == []
