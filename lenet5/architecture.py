@@ -48,9 +48,33 @@ def table_mask(table, in_maps):
     return mask
 
 
+# LeNet-1 and LeNet-4 (section III-C.7 of the paper), on the same engine. Sizes the paper
+# gives: LeNet-1 reads the digits down-sampled to 16x16 and centred in a 28x28 field, 4 C1
+# maps 5x5 (24x24), 2x2 subsampling (12x12), 12 C3 maps 5x5 (8x8), 2x2 subsampling (4x4), 10
+# output units. LeNet-4: 32x32 input, 4 C1 maps, 8 S2 maps "connected in pairs to each
+# first-level map", 16 C3 maps, 16 S4 maps, 120 fully connected units, 10 outputs.
+# Inferred (the paper does not say): LeNet-1's C3 table. 2,578 free parameters and 98,442
+# connections (LeCun et al. 1990's figures for this network) need exactly 20 C3 kernels with
+# trainable subsampling, so 4 maps read one S2 map and 8 read two: LENET1_C3_TABLE.
+# LeNet-4's C3 table: each C3 map reads 3 of the 8 S2 maps (48 kernels: that puts the
+# connections at 262,306, the paper's "about 260,000"). S2 map m subsamples C1 map m // 2.
+# Both end in 10 linear output units with a softmax (the softmax output variant; the paper's
+# own output units and criterion for these networks are not given in the paper).
+LENET1_C3_TABLE = tuple((i,) for i in range(4)) + tuple((i, (i + 1) % 4) for i in range(4)) + tuple(
+    (i, (i + 2) % 4) for i in range(4))
+LENET4_C3_TABLE = tuple((m, (m + 1) % 8, (m + 2) % 8) for m in range(8)) + tuple(
+    (m, (m + 2) % 8, (m + 4) % 8) for m in range(8))
+LENET1_INPUT_SIZE = 28  # the 16x16 digit centred in a 28x28 field
+LENET1_DIGIT_SIZE = 16
+
 # ---------------------------------------------------------------- variants
 # Each choice: name -> what it means. The first of each is the paper's, and the default.
 VARIANT_CHOICES = {
+    "arch": {
+        "lenet5": "LeNet-5 (section II-B)",
+        "lenet1": "LeNet-1: 16x16 digits in a 28x28 field, 4-12 feature maps, 10 output units (III-C.7)",
+        "lenet4": "LeNet-4: 4-8-16-16 maps, 120 fully connected units, 10 output units (III-C.7)",
+    },
     "c3": {
         "table": "C3 reads the S2 maps of LeCun's Table I (60 of 96 kernels)",
         "full": "every C3 map reads every S2 map (96 kernels)",
@@ -75,7 +99,10 @@ VARIANT_CHOICES = {
 
 @dataclass(frozen=True)
 class Variant:
-    """The choices on top of LeNet-5's graph. `Variant()` is the paper's network."""
+    """The choices on top of LeNet-5's graph. `Variant()` is the paper's network. `arch` picks
+    the graph itself: LeNet-5, or its predecessors LeNet-1 and LeNet-4 (their own C3 tables
+    under c3="table"; softmax output only, having no 84-unit F6 for the RBF prototypes)."""
+    arch: str = "lenet5"
     c3: str = "table"
     pooling: str = "trainable"
     activation: str = "scaled-tanh"
@@ -86,6 +113,9 @@ class Variant:
             value, allowed = getattr(self, f.name), VARIANT_CHOICES[f.name]
             if value not in allowed:
                 raise Lenet5Error(f"unknown {f.name} {value!r}: choose one of {', '.join(allowed)}")
+        if self.arch != "lenet5" and self.output == "rbf":
+            raise Lenet5Error(f"{self.arch} has 10 output units, no F6 for the RBF prototypes: "
+                              "use output softmax")
 
     @property
     def is_paper(self):
@@ -99,7 +129,10 @@ class Variant:
         return ", ".join(f"{k}={v}" for k, v in self.changes().items()) or "the paper's LeNet-5"
 
     def to_json(self):
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        if self.arch == "lenet5":  # (absent = LeNet-5: earlier checkpoints stay as they were)
+            del data["arch"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text):
@@ -113,10 +146,18 @@ class Variant:
 
     @property
     def c3_table(self):
-        return C3_TABLE if self.c3 == "table" else full_table(16, 6)
+        maps, in_maps, table = {"lenet5": (16, 6, C3_TABLE), "lenet1": (12, 4, LENET1_C3_TABLE),
+                                "lenet4": (16, 8, LENET4_C3_TABLE)}[self.arch]
+        return table if self.c3 == "table" else full_table(maps, in_maps)
 
 
 PAPER = Variant()
+
+
+def default_output(arch):
+    """The output an architecture has unless told otherwise: LeNet-5's RBF units, or the 10
+    output units (softmax) of LeNet-1 and LeNet-4."""
+    return "rbf" if arch == "lenet5" else "softmax"
 
 
 @dataclass(frozen=True)
@@ -163,8 +204,25 @@ class Layer:
 
 
 def layers(variant=None):
-    """The seven layers of LeNet-5 under `variant` (default: the paper's)."""
+    """The layers of the variant's network (default: the paper's LeNet-5, seven layers)."""
     v = variant or PAPER
+    if v.arch == "lenet1":
+        return (
+            Layer("C1", "conv", 1, 4, 24, full_table(4, 1)),
+            Layer("S2", "subsample", 4, 4, 12, pooling=v.pooling),
+            Layer("C3", "conv", 4, 12, 8, v.c3_table),
+            Layer("S4", "subsample", 12, 12, 4, pooling=v.pooling),
+            Layer("OUT", v.output, 12 * 4 * 4, 10, 1),
+        )
+    if v.arch == "lenet4":
+        return (
+            Layer("C1", "conv", 1, 4, 28, full_table(4, 1)),
+            Layer("S2", "subsample", 4, 8, 14, pooling=v.pooling),  # two S2 maps per C1 map
+            Layer("C3", "conv", 8, 16, 10, v.c3_table),
+            Layer("S4", "subsample", 16, 16, 5, pooling=v.pooling),
+            Layer("C5", "conv", 16, 120, 1, full_table(120, 16)),
+            Layer("OUT", v.output, 120, 10, 1),
+        )
     return (
         Layer("C1", "conv", 1, 6, 28, full_table(6, 1)),
         Layer("S2", "subsample", 6, 6, 14, pooling=v.pooling),
@@ -190,6 +248,10 @@ PAPER_FIGURES = {
     "OUT": (0, 840),
 }
 PAPER_TOTAL = (60_000, 340_908)
+# The paper's totals for its predecessors (section III-C.7): free parameters, connections
+# (LeNet-1: "about 100,000 multiply-add steps and 2,600 free parameters"; LeNet-4: "about
+# 260,000 connections and 17,000 free parameters")
+PAPER_ARCH_TOTALS = {"lenet1": (2_600, 100_000), "lenet4": (17_000, 260_000)}
 
 # The paper's results that this project reproduces (section III-C).
 PAPER_RESULTS = {
@@ -226,12 +288,16 @@ PAPER_RESULTS = {
 }
 
 
-def param_shapes():
-    """Name -> shape of every parameter array any variant has, in storage order (the layout of
-    the flat vector theta). Weights are stored dense (C3 as 16x6x5x5 with zeros where Table I
-    has no connection); the softmax output's weights come last, unused by the RBF output."""
+def param_shapes(arch="lenet5"):
+    """Name -> shape of every parameter array any variant of `arch` has, in storage order (the
+    layout of the flat vector theta). Weights are stored dense (C3 as 16x6x5x5 with zeros where
+    Table I has no connection); the softmax output's weights come last, unused by the RBF
+    output. LeNet-1 has no C5 and F6, LeNet-4 no F6: their arrays are absent."""
+    graph = layers(Variant(arch=arch, output="softmax"))
+    if arch == "lenet5":
+        graph = LAYERS + graph[-1:]
     shapes = {}
-    for layer in LAYERS + (Layer("OUT", "softmax", 84, 10, 1),):
+    for layer in graph:
         if layer.kind == "conv":
             shapes[f"{layer.name}.weight"] = (layer.maps, layer.in_maps, KERNEL, KERNEL)
             shapes[f"{layer.name}.bias"] = (layer.maps,)
@@ -257,4 +323,32 @@ def param_names(variant):
     """The parameter arrays a network of `variant` has (and its checkpoints hold)."""
     unused = set(SUBSAMPLING_PARAMS if variant.pooling == "max" else ())
     unused |= {PROTOTYPES} if variant.output == "softmax" else set(SOFTMAX_PARAMS)
-    return tuple(n for n in PARAM_SHAPES if n not in unused)
+    return tuple(n for n in param_shapes(variant.arch) if n not in unused)
+
+
+def input_size(variant):
+    """Side of the square the network's first layer reads (the model always takes the 32x32
+    preprocessed images; LeNet-1 resamples them, see `resample_matrix`)."""
+    return LENET1_INPUT_SIZE if variant.arch == "lenet1" else INPUT_SIZE
+
+
+def resample_matrix(variant):
+    """R, (input_size, 32): the network's input is R X R^T of the 32x32 preprocessed image X.
+    LeNet-1: MNIST's 28x28 field (its digits fill a 20x20 box) area-averaged onto 22x22 (each
+    output pixel the mean of the input pixels it covers, so the digit box becomes 15.7, the
+    paper's ~16 pixels), centred in 28x28 with 3 pixels on each side: R's margin rows are
+    zero, and the engine sets those pixels to the background (-0.1). LeNet-5, LeNet-4: the
+    identity (unused)."""
+    size = input_size(variant)
+    if variant.arch != "lenet1":
+        return np.eye(size)
+    inner, out = 28, 22  # 20 * 22 / 28 = 15.7: the 20x20 digit box becomes ~16x16
+    start, offset = (INPUT_SIZE - inner) // 2, (size - out) // 2
+    r = np.zeros((size, INPUT_SIZE))
+    edges = np.linspace(0.0, inner, out + 1)
+    for o in range(out):
+        for i in range(inner):  # overlap of input pixel [i, i+1) with output pixel's span
+            overlap = min(edges[o + 1], i + 1) - max(edges[o], i)
+            if overlap > 0:
+                r[offset + o, start + i] = overlap / (edges[o + 1] - edges[o])
+    return r

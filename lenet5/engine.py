@@ -4,12 +4,15 @@ All trainable parameters live in one flat vector `theta` (and gradients in one f
 of the same layout), so an update is one loop: theta -= eta * grad, with eta a scalar-filled
 vector for SGD or LeCun's per-parameter step sizes for SDLM. `unpack` gives the named views.
 
-Every driver takes one small record, `spec = (prototypes, c1_pairs, c3_pairs, codes, j)`,
-built from the network's `Variant` by `make_spec`: the fixed RBF prototypes, the connected
-(output map, input map) pairs of C1 and C3, the integer codes of the variant's choices
-(`codes[POOLING]`, `codes[ACTIVATION]`, `codes[OUTPUT]`, `codes[LOSS]`) and the MAP
-criterion's j. Each layer call branches on its code, so one compiled pass serves every
-variant.
+Every driver takes one small flat record, `spec = (prototypes, c1_pairs, c3_pairs, codes, j,
+*graph)`, built from the network's `Variant` by `make_spec`: the fixed RBF prototypes, the
+connected (output map, input map) pairs of C1 and C3, the integer codes of the variant's
+choices (`codes[POOLING]`, `codes[ACTIVATION]`, `codes[OUTPUT]`, `codes[LOSS]`), the MAP
+criterion's j, then `graph = (offsets, dims, resample, s2_source, s4_source)`, the sizes of
+the architecture (LeNet-5, LeNet-1 or LeNet-4; see `graph_record`). Each layer call branches
+on its code, so one compiled pass serves every variant and every architecture: the graph is
+always input -> C1 -> S2 -> C3 -> S4 -> [C5] -> [F6] -> output, the bracketed layers present
+when their unit counts are non-zero.
 
 One sample's pass is the composition of the per-layer kernels in `lenet5.kernels`; the
 fused drivers below (online training, batch gradients, inference, Hessian estimate) call
@@ -19,14 +22,17 @@ import numba as nb
 import numpy as np
 
 from .architecture import (
-    INPUT_SIZE,
-    LAYER,
-    PARAM_SHAPES,
+    KERNEL,
     TRAINABLE_NAMES,
     VARIANT_CHOICES,
     Variant,
+    input_size,
+    layers,
+    param_shapes,
+    resample_matrix,
     table_pairs,
 )
+from .data.mnist import BACKGROUND
 from .kernels import (
     ACT_IDENTITY,
     JIT_OPTIONS,
@@ -59,25 +65,42 @@ OUTPUT_RBF, OUTPUT_SOFTMAX = range(2)
 RBF_GAUSS_NEWTON = 2.0
 
 
-def _layout():
+def layout(arch="lenet5"):
+    """(name -> (start, stop) in theta, size of theta) for an architecture: the arrays in
+    TRAINABLE_NAMES order, those the architecture lacks (LeNet-1's C5, F6) of size zero."""
+    shapes = param_shapes(arch)
     offsets, start = {}, 0
     for name in TRAINABLE_NAMES:
-        size = int(np.prod(PARAM_SHAPES[name]))
+        size = int(np.prod(shapes[name])) if name in shapes else 0
         offsets[name] = (start, start + size)
         start += size
     return offsets, start
 
 
-OFFSETS, N_THETA = _layout()  # name -> (start, stop) in theta; C3 stored dense, softmax last
+OFFSETS, N_THETA = layout()  # LeNet-5's: C3 stored dense, softmax last
 
-# Constants for the jitted `unpack` (numba freezes module globals at compile time).
-(_C1W, _C1B, _S2C, _S2B, _C3W, _C3B, _S4C, _S4B, _C5W, _C5B, _F6W, _F6B, _OUTW, _OUTB) = (
-    OFFSETS[n] for n in TRAINABLE_NAMES)
-_SHAPE_C1W = PARAM_SHAPES["C1.weight"]
-_SHAPE_C3W = PARAM_SHAPES["C3.weight"]
-_SHAPE_C5W = (LAYER["C5"].maps, int(np.prod(PARAM_SHAPES["C5.weight"][1:])))  # (120, 400)
-_SHAPE_F6W = PARAM_SHAPES["F6.weight"]
-_SHAPE_OUTW = PARAM_SHAPES["OUT.weight"]
+# positions in graph's `dims`: input side; maps and side of C1, S2, C3, S4; units of C5, F6,
+# the output; 1 when the input is resampled (LeNet-1)
+(D_IN, D_M1, D_S1, D_M2, D_S2, D_M3, D_S3, D_M4, D_S4, D_N5, D_N6, D_OUT, D_RESAMPLE) = range(13)
+
+
+def graph_record(variant, dtype):
+    """The architecture part of the spec: (offsets (14, 2) int64 in TRAINABLE_NAMES order,
+    dims int64 (see D_*), resample (input side, 32) matrix, S2's and S4's source maps)."""
+    offsets, _ = layout(variant.arch)
+    by_name = {layer.name: layer for layer in layers(variant)}
+    dims = [input_size(variant)]
+    for name in ("C1", "S2", "C3", "S4"):
+        dims += [by_name[name].maps, by_name[name].size]
+    dims += [by_name[name].maps if name in by_name else 0 for name in ("C5", "F6", "OUT")]
+    dims.append(int(variant.arch == "lenet1"))
+
+    def source(layer):  # pooled map m reads input map m * in / maps (LeNet-4's S2: pairs)
+        return np.arange(layer.maps, dtype=np.int64) * layer.in_maps // layer.maps
+
+    return (np.array([offsets[n] for n in TRAINABLE_NAMES], dtype=np.int64),
+            np.array(dims, dtype=np.int64), resample_matrix(variant).astype(dtype),
+            source(by_name["S2"]), source(by_name["S4"]))
 
 kernel = nb.njit(**JIT_OPTIONS)
 parallel_kernel = nb.njit(parallel=True, **JIT_OPTIONS)
@@ -93,82 +116,106 @@ def variant_codes(variant, loss):
 
 def make_spec(variant, prototypes, loss="map", j=1.0):
     """The record every driver takes (see the module docstring); dtype from `prototypes`."""
-    return (prototypes, C1_PAIRS, table_pairs(variant.c3_table), variant_codes(variant, loss),
-            prototypes.dtype.type(j))
+    c1 = layers(variant)[0]
+    return (prototypes, table_pairs(c1.table), table_pairs(variant.c3_table),
+            variant_codes(variant, loss), prototypes.dtype.type(j),
+            *graph_record(variant, prototypes.dtype))  # (flat: parallel kernels take no nesting)
 
 
-C1_PAIRS = table_pairs(LAYER["C1"].table)
 PAPER_SPEC_CODES = variant_codes(Variant(), "map")
 
 
 @kernel
-def unpack(theta):
-    """Named views into a flat parameter (or gradient) vector; C5's weights seen as (120, 400)."""
-    return (theta[_C1W[0]:_C1W[1]].reshape(_SHAPE_C1W), theta[_C1B[0]:_C1B[1]],
-            theta[_S2C[0]:_S2C[1]], theta[_S2B[0]:_S2B[1]],
-            theta[_C3W[0]:_C3W[1]].reshape(_SHAPE_C3W), theta[_C3B[0]:_C3B[1]],
-            theta[_S4C[0]:_S4C[1]], theta[_S4B[0]:_S4B[1]],
-            theta[_C5W[0]:_C5W[1]].reshape(_SHAPE_C5W), theta[_C5B[0]:_C5B[1]],
-            theta[_F6W[0]:_F6W[1]].reshape(_SHAPE_F6W), theta[_F6B[0]:_F6B[1]],
-            theta[_OUTW[0]:_OUTW[1]].reshape(_SHAPE_OUTW), theta[_OUTB[0]:_OUTB[1]])
-
-
-def workspace_shapes():
-    """Per-sample buffers, one per layer output: x0 (the image), x1 (C1) ... x6 (F6), y."""
-    shapes = [(1, INPUT_SIZE, INPUT_SIZE)]
-    for layer in ("C1", "S2", "C3", "S4"):
-        spec = LAYER[layer]
-        shapes.append((spec.maps, spec.size, spec.size))
-    shapes += [(LAYER["C5"].maps,), (LAYER["F6"].maps,), (LAYER["OUT"].maps,)]
-    return tuple(shapes)
-
-
-WORKSPACE = workspace_shapes()  # x0, x1 (C1), x2 (S2), x3 (C3), x4 (S4), x5 (C5), x6 (F6), y
+def unpack(theta, offsets, dims):
+    """Named views into a flat parameter (or gradient) vector, shaped by the graph's dims; C5's
+    weights seen as (units, maps * 5 * 5), e.g. LeNet-5's (120, 400); absent layers empty."""
+    o, d = offsets, dims
+    n4 = d[D_M4] * d[D_S4] * d[D_S4]
+    last = d[D_N6] if d[D_N6] > 0 else (d[D_N5] if d[D_N5] > 0 else n4)  # the output's inputs
+    return (theta[o[0, 0]:o[0, 1]].reshape((d[D_M1], 1, KERNEL, KERNEL)), theta[o[1, 0]:o[1, 1]],
+            theta[o[2, 0]:o[2, 1]], theta[o[3, 0]:o[3, 1]],
+            theta[o[4, 0]:o[4, 1]].reshape((d[D_M3], d[D_M2], KERNEL, KERNEL)), theta[o[5, 0]:o[5, 1]],
+            theta[o[6, 0]:o[6, 1]], theta[o[7, 0]:o[7, 1]],
+            theta[o[8, 0]:o[8, 1]].reshape((d[D_N5], n4)), theta[o[9, 0]:o[9, 1]],
+            theta[o[10, 0]:o[10, 1]].reshape((d[D_N6], d[D_N5])), theta[o[11, 0]:o[11, 1]],
+            theta[o[12, 0]:o[12, 1]].reshape((d[D_OUT], last)), theta[o[13, 0]:o[13, 1]])
 
 
 @kernel
-def new_workspace(dtype_probe):
-    """Buffers for one sample, allocated once per thread and reused, each a tuple shaped like
-    WORKSPACE: acts (the outputs x), deltas (dE/du) and scratch, which holds a layer's
-    pre-activation u in the forward pass and dE/dx in the backward pass until the activation
-    kernel turns it into x or delta (kernels never write in place: aliased arrays defeat SIMD).
-    scratch[7] holds the softmax output's logits z, then dE/dz."""
+def new_workspace(dtype_probe, spec):
+    """Buffers for one sample, allocated once per thread and reused, one per layer output
+    (x0 the input, x1 C1, x2 S2, x3 C3, x4 S4, x5 C5, x6 F6, y; sized by the spec's graph,
+    absent layers empty): acts (the outputs x), deltas (dE/du) and scratch, which holds a
+    layer's pre-activation u in the forward pass and dE/dx in the backward pass until the
+    activation kernel turns it into x or delta (kernels never write in place: aliased arrays
+    defeat SIMD). scratch[7] holds the softmax output's logits z, then dE/dz."""
     dt = dtype_probe.dtype
+    d = spec[6]  # dims
     bufs = []
     for _ in range(3):
-        bufs.append((np.zeros((1, 32, 32), dt), np.zeros((6, 28, 28), dt),
-                     np.zeros((6, 14, 14), dt), np.zeros((16, 10, 10), dt),
-                     np.zeros((16, 5, 5), dt), np.zeros(120, dt), np.zeros(84, dt),
-                     np.zeros(10, dt)))
+        bufs.append((np.zeros((1, d[D_IN], d[D_IN]), dt), np.zeros((d[D_M1], d[D_S1], d[D_S1]), dt),
+                     np.zeros((d[D_M2], d[D_S2], d[D_S2]), dt), np.zeros((d[D_M3], d[D_S3], d[D_S3]), dt),
+                     np.zeros((d[D_M4], d[D_S4], d[D_S4]), dt), np.zeros(d[D_N5], dt),
+                     np.zeros(d[D_N6], dt), np.zeros(d[D_OUT], dt)))
     return bufs[0], bufs[1], bufs[2]
 
 
 @kernel
+def resample_into(image, r, out):
+    """out = R image R^T (LeNet-1's 16x16 digits in a 28x28 field, architecture.resample_matrix);
+    where a row of R is zero (the margins) the background value instead."""
+    rows = np.zeros((r.shape[0], image.shape[1]), out.dtype)  # R image
+    for o in range(r.shape[0]):
+        for i in range(r.shape[1]):
+            if r[o, i] != 0:
+                for j in range(image.shape[1]):
+                    rows[o, j] += r[o, i] * image[i, j]
+    for o in range(r.shape[0]):
+        for p in range(r.shape[0]):
+            acc = out.dtype.type(0.0)
+            for j in range(r.shape[1]):
+                acc += rows[o, j] * r[p, j]
+            out[o, p] = acc
+    for o in range(r.shape[0]):
+        if r[o].sum() == 0:
+            out[o, :] = BACKGROUND
+            out[:, o] = BACKGROUND
+
+
+@kernel
 def sample_forward(image, theta, spec, acts, scratch):
-    """x0 -> C1 -> S2 -> C3 -> S4 -> C5 -> F6 -> output; fills acts, returns nothing."""
-    prototypes, c1_pairs, c3_pairs, codes, _ = spec
+    """x0 -> C1 -> S2 -> C3 -> S4 -> [C5] -> [F6] -> output; fills acts, returns nothing."""
+    prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source = spec
     act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
     pool_act = ACT_IDENTITY if pool == POOL_MAX else act  # max pooling is not squashed
-    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta)
+    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta, offsets, dims)
     x0, x1, x2, x3, x4, x5, x6, y = acts
     _, u1, u2, u3, u4, u5, u6, z = scratch
-    x0[0] = image
+    if dims[D_RESAMPLE]:
+        resample_into(image, resample, x0[0])
+    else:
+        x0[0] = image
     conv_forward(x0, c1w, c1b, c1_pairs, u1)
     activation_forward(u1.reshape(-1), x1.reshape(-1), act)
-    pool_forward(x1, s2c, s2b, u2, pool)
+    pool_forward(x1, s2c, s2b, u2, pool, s2_source)
     activation_forward(u2.reshape(-1), x2.reshape(-1), pool_act)
     conv_forward(x2, c3w, c3b, c3_pairs, u3)
     activation_forward(u3.reshape(-1), x3.reshape(-1), act)
-    pool_forward(x3, s4c, s4b, u4, pool)
+    pool_forward(x3, s4c, s4b, u4, pool, s4_source)
     activation_forward(u4.reshape(-1), x4.reshape(-1), pool_act)
-    dense_forward(x4.reshape(-1), c5w, c5b, u5)  # C5: a 5x5 conv over 5x5 maps is a dot product
-    activation_forward(u5, x5, act)
-    dense_forward(x5, f6w, f6b, u6)
-    activation_forward(u6, x6, act)
+    h = x4.reshape(-1)  # the input of the next layer, flat
+    if dims[D_N5] > 0:
+        dense_forward(h, c5w, c5b, u5)  # C5: a 5x5 conv over 5x5 maps is a dot product
+        activation_forward(u5, x5, act)
+        h = x5
+    if dims[D_N6] > 0:
+        dense_forward(h, f6w, f6b, u6)
+        activation_forward(u6, x6, act)
+        h = x6
     if out_kind == OUTPUT_RBF:
-        rbf_forward(x6, prototypes, y)
+        rbf_forward(h, prototypes, y)
     else:
-        dense_forward(x6, ow, ob, z)
+        dense_forward(h, ow, ob, z)
         neg_log_softmax_forward(z, y)
 
 
@@ -182,32 +229,47 @@ def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power):
     d2E/dx6^2 (RBF output) or scratch[7] holds d2E/dz^2 (softmax output). `acts` always holds
     the real activations (for f' and the max-pooling winners).
     """
-    prototypes, c1_pairs, c3_pairs, codes, _ = spec
+    prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source = spec
     act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
     pool_act = ACT_IDENTITY if pool == POOL_MAX else act
-    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta_w)
-    g1w, g1b, g2c, g2b, g3w, g3b, g4c, g4b, g5w, g5b, g6w, g6b, gow, gob = unpack(grad)
+    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta_w, offsets, dims)
+    g1w, g1b, g2c, g2b, g3w, g3b, g4c, g4b, g5w, g5b, g6w, g6b, gow, gob = unpack(grad, offsets, dims)
     x0, x1, x2, x3, x4, x5, x6, y = acts
     i0, i1, i2, i3, i4, i5, i6, _ = inputs
     e0, e1, e2, e3, e4, e5, e6, dy = deltas
     _, dx1, dx2, dx3, dx4, dx5, dx6, dz = scratch  # dE/dx of each layer's output
+    flat4, iflat4, dflat4 = x4.reshape(-1), i4.reshape(-1), dx4.reshape(-1)
+    # the output layer's input (F6, else C5, else S4 flat): output, its `inputs`, its dE/dx
+    h, ih, dh = (x6, i6, dx6) if dims[D_N6] > 0 else ((x5, i5, dx5) if dims[D_N5] > 0 else
+                                                       (flat4, iflat4, dflat4))
     if out_kind == OUTPUT_RBF:
         if power == 1:
-            rbf_backward(x6, prototypes, dy, dx6)            # dE/dx6
+            rbf_backward(h, prototypes, dy, dh)              # dE/dx6
     else:
         if power == 1:
             neg_log_softmax_backward(y, dy, dz)              # dE/dz
-        dense_backward(i6, ow, dz, gow, gob, dx6, True)      # dE/dx6 = W^T dE/dz
-    activation_backward(x6, dx6, e6, power, act)             # delta6 = f'(u6) dE/dx6
-    dense_backward(i5, f6w, e6, g6w, g6b, dx5, True)         # dE/dx5 = W6^T delta6
-    activation_backward(x5, dx5, e5, power, act)
-    dense_backward(i4.reshape(-1), c5w, e5, g5w, g5b, dx4.reshape(-1), True)
-    activation_backward(x4.reshape(-1), dx4.reshape(-1), e4.reshape(-1), power, pool_act)  # S4
-    pool_backward(x3, i3, s4c, e4, g4c, g4b, dx3, pool)      # dE/dx3 = beta4 up(delta4)
+        dense_backward(ih, ow, dz, gow, gob, dh, True)       # dE/dx6 = W^T dE/dz
+    if dims[D_N6] > 0:
+        activation_backward(x6, dx6, e6, power, act)         # delta6 = f'(u6) dE/dx6
+        below, dbelow = (i5, dx5) if dims[D_N5] > 0 else (iflat4, dflat4)
+        dense_backward(below, f6w, e6, g6w, g6b, dbelow, True)  # dE/dx5 = W6^T delta6
+    if dims[D_N5] > 0:
+        activation_backward(x5, dx5, e5, power, act)
+        dense_backward(iflat4, c5w, e5, g5w, g5b, dflat4, True)
+    activation_backward(flat4, dflat4, e4.reshape(-1), power, pool_act)  # S4
+    pool_backward(x3, i3, s4c, e4, g4c, g4b, dx3, pool, s4_source)  # dE/dx3 = beta4 up(delta4)
+    # (S4 never shares its input maps; S2 does in LeNet-4)
     activation_backward(x3.reshape(-1), dx3.reshape(-1), e3.reshape(-1), power, act)  # beta f' up
     conv_backward(i2, c3w, e3, c3_pairs, g3w, g3b, dx2, True)
     activation_backward(x2.reshape(-1), dx2.reshape(-1), e2.reshape(-1), power, pool_act)
-    pool_backward(x1, i1, s2c, e2, g2c, g2b, dx1, pool)
+    if s2_source.shape[0] == x1.shape[0]:
+        pool_backward(x1, i1, s2c, e2, g2c, g2b, dx1, pool, s2_source)
+    else:  # LeNet-4: two S2 maps read each C1 map; their dE/dx add up
+        per_map = np.empty((s2_source.shape[0], x1.shape[1], x1.shape[2]), x1.dtype)
+        pool_backward(x1, i1, s2c, e2, g2c, g2b, per_map, pool, s2_source)
+        dx1[:] = 0.0
+        for m in range(s2_source.shape[0]):
+            dx1[s2_source[m]] += per_map[m]
     activation_backward(x1.reshape(-1), dx1.reshape(-1), e1.reshape(-1), power, act)
     conv_backward(i0, c1w, e1, c1_pairs, g1w, g1b, e0, False)
 
@@ -236,7 +298,7 @@ def thread_bounds(n):
 def forward_batch(images, theta, spec, bounds, out):
     """Outputs y for a batch; samples split over threads in contiguous chunks."""
     for t in nb.prange(bounds.shape[0] - 1):
-        acts, _, scratch = new_workspace(theta)
+        acts, _, scratch = new_workspace(theta, spec)
         for s in range(bounds[t], bounds[t + 1]):
             sample_forward(images[s], theta, spec, acts, scratch)
             out[s] = acts[7]
@@ -246,7 +308,7 @@ def forward_batch(images, theta, spec, bounds, out):
 def forward_layers(image, theta, spec):
     """Every layer's output for one image: (x0 input, x1 C1, x2 S2, x3 C3, x4 S4, x5 C5,
     x6 F6, y RBF), fresh arrays (for looking inside the network, not for speed)."""
-    acts, _, scratch = new_workspace(theta)
+    acts, _, scratch = new_workspace(theta, spec)
     sample_forward(image, theta, spec, acts, scratch)
     return acts
 
@@ -257,7 +319,7 @@ def loss_gradient_batch(images, labels, theta, spec, bounds, losses, grad):
     parts = bounds.shape[0] - 1
     partial = np.zeros((parts, theta.shape[0]), theta.dtype)
     for t in nb.prange(parts):
-        work = new_workspace(theta)
+        work = new_workspace(theta, spec)
         for s in range(bounds[t], bounds[t + 1]):
             losses[s] = sample_loss_gradient(images[s], labels[s], theta, spec, work, partial[t])
     grad[:] = 0.0
@@ -269,7 +331,7 @@ def loss_gradient_batch(images, labels, theta, spec, bounds, losses, grad):
 def train_online(images, labels, order, theta, eta, spec, losses):
     """Online (batch-1) training over images[order]: for each sample,
     theta -= eta * dE/dtheta. eta is per parameter (SGD: constant; SDLM: eps / (mu + h))."""
-    work = new_workspace(theta)
+    work = new_workspace(theta, spec)
     grad = np.zeros_like(theta)
     for n in range(order.shape[0]):
         s = order[n]
@@ -301,8 +363,8 @@ SEED_GAUSS_NEWTON, SEED_HALF, SEED_EXACT = range(3)
 @kernel
 def hessian_diagonal_seeded(images, theta, spec, rbf_seed, hess):
     """hessian_diagonal with the RBF output's seed chosen by `rbf_seed` (SEED_*)."""
-    acts, deltas, scratch = new_workspace(theta)
-    inputs_sq, _, _ = new_workspace(theta)
+    acts, deltas, scratch = new_workspace(theta, spec)
+    inputs_sq, _, _ = new_workspace(theta, spec)
     theta_sq = theta * theta
     for s in range(images.shape[0]):
         sample_forward(images[s], theta, spec, acts, scratch)

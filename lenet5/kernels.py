@@ -196,18 +196,22 @@ def conv_backward(x, weight, delta, pairs, dweight, dbias, dx, need_dx):
 #   trainable (paper) and average: u[m] = beta[m] * down(x[m]) + b[m], down = sum of the block
 #     (average: beta = 1/4 and b = 0, held fixed by the trainer);
 #   max: u[m] = max of the block (no parameters; the layer's activation is the identity).
+# Pooled map m reads input map source[m] (LeNet-5: m itself; LeNet-4's S2: two maps per input
+# map, source[m] = m // 2). The backward pass writes pooled map m's dE/dx into dx[m]: the
+# caller adds the maps that share an input map (engine.sample_backward).
 
 POOL_SUM, POOL_MAX = 0, 1
 
 
 @kernel
-def pool_forward(x, coeff, bias, u, kind):
+def pool_forward(x, coeff, bias, u, kind, source):
     maps, height, width = u.shape
     for m in range(maps):
+        s = source[m]
         for y in range(height):
             for xx in range(width):
-                a, b = x[m, 2 * y, 2 * xx], x[m, 2 * y, 2 * xx + 1]
-                c, d = x[m, 2 * y + 1, 2 * xx], x[m, 2 * y + 1, 2 * xx + 1]
+                a, b = x[s, 2 * y, 2 * xx], x[s, 2 * y, 2 * xx + 1]
+                c, d = x[s, 2 * y + 1, 2 * xx], x[s, 2 * y + 1, 2 * xx + 1]
                 if kind == POOL_MAX:
                     u[m, y, xx] = max(max(a, b), max(c, d))
                 else:
@@ -222,10 +226,11 @@ def pool_forward(x, coeff, bias, u, kind):
 #       x itself, or x^2 in the Hessian pass (for dE/dbeta).
 
 @kernel
-def pool_backward(x, inputs, coeff, delta, dcoeff, dbias, dx, kind):
+def pool_backward(x, inputs, coeff, delta, dcoeff, dbias, dx, kind, source):
     maps, height, width = delta.shape
     zero = delta.dtype.type(0.0)
     for m in range(maps):
+        s = source[m]
         gcoeff = zero
         gbias = zero
         for y in range(height):
@@ -233,17 +238,17 @@ def pool_backward(x, inputs, coeff, delta, dcoeff, dbias, dx, kind):
                 d = delta[m, y, xx]
                 r, c = 2 * y, 2 * xx
                 if kind == POOL_MAX:
-                    best, br, bc = x[m, r, c], r, c
+                    best, br, bc = x[s, r, c], r, c
                     for i, j in ((r, c + 1), (r + 1, c), (r + 1, c + 1)):
-                        if x[m, i, j] > best:
-                            best, br, bc = x[m, i, j], i, j
+                        if x[s, i, j] > best:
+                            best, br, bc = x[s, i, j], i, j
                     dx[m, r, c] = zero
                     dx[m, r, c + 1] = zero
                     dx[m, r + 1, c] = zero
                     dx[m, r + 1, c + 1] = zero
                     dx[m, br, bc] = d
                     continue
-                block = inputs[m, r, c] + inputs[m, r, c + 1] + inputs[m, r + 1, c] + inputs[m, r + 1, c + 1]
+                block = inputs[s, r, c] + inputs[s, r, c + 1] + inputs[s, r + 1, c] + inputs[s, r + 1, c + 1]
                 gcoeff += d * block
                 gbias += d
                 up = coeff[m] * d

@@ -1,5 +1,6 @@
 """The LeNet5 model object: parameters, forward pass, loss and gradients, checkpoints."""
 import zipfile
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -12,12 +13,12 @@ from .architecture import (
     LAYERS,
     PAPER,
     PAPER_TOTAL,
-    PARAM_SHAPES,
     PROTOTYPES,
     SUBSAMPLING_PARAMS,
     Variant,
     layers,
     param_names,
+    param_shapes,
     table_mask,
 )
 from .checkpoint_format import check_archive, check_contents, check_entry_header
@@ -39,6 +40,14 @@ def init_bound(fan_in, scale):
 
 
 C3_UNCONNECTED = ~table_mask(C3_TABLE, LAYER["C3"].in_maps)  # (16, 6) True where no link
+# where each layer's output sits in the engine's buffers (x0 ... x6, y), by layer name
+ENGINE_SLOT = {"input": 0, "C1": 1, "S2": 2, "C3": 3, "S4": 4, "C5": 5, "F6": 6, "OUT": 7}
+
+
+def c3_unconnected(variant):
+    """(C3 maps, S2 maps) mask, True where the variant's C3 has no kernel."""
+    c3 = next(layer for layer in layers(variant) if layer.name == "C3")
+    return ~table_mask(variant.c3_table, c3.in_maps)
 
 
 def free_parameters(variant=PAPER):
@@ -47,8 +56,8 @@ def free_parameters(variant=PAPER):
     names = [n for n in param_names(variant) if n != PROTOTYPES]
     if variant.pooling == "average":
         names = [n for n in names if n not in SUBSAMPLING_PARAMS]
-    unconnected = int(C3_UNCONNECTED.sum()) * 25 if variant.c3 == "table" else 0
-    return sum(int(np.prod(PARAM_SHAPES[n])) for n in names) - unconnected
+    shapes = param_shapes(variant.arch)
+    return sum(int(np.prod(shapes[n])) for n in names) - int(c3_unconnected(variant).sum()) * 25
 
 
 # The model checks its own size where it is defined: the paper's 60,000, from the storage and
@@ -81,11 +90,12 @@ class LeNet5:
             raise Lenet5Error(f"variant must be a lenet5.architecture.Variant, got {variant!r}")
         self.variant = variant
         theta = np.ascontiguousarray(theta)
-        if theta.dtype not in (np.float32, np.float64) or theta.shape != (engine.N_THETA,):
-            raise Lenet5Error(f"theta must be float32/float64 of shape ({engine.N_THETA},)")
+        n_theta = engine.layout(variant.arch)[1]
+        if theta.dtype not in (np.float32, np.float64) or theta.shape != (n_theta,):
+            raise Lenet5Error(f"theta must be float32/float64 of shape ({n_theta},)")
         self.theta = theta
         self.prototypes = np.ascontiguousarray(prototypes, dtype=theta.dtype)
-        self.params = {n: v for n, v in self.views(theta).items() if n in param_names(variant)}
+        self.params = {n: v for n, v in self.views(theta, variant).items() if n in param_names(variant)}
         if PROTOTYPES in param_names(variant):
             self.params[PROTOTYPES] = self.prototypes
         self._specs = {}
@@ -105,16 +115,15 @@ class LeNet5:
     def fixed_mask(self):
         """Boolean mask over theta: True for the entries training never changes (arrays this
         variant does not use, the fixed 2x2 average, C3 kernels its table leaves out)."""
-        fixed = np.ones(engine.N_THETA, dtype=bool)
-        views = self.views(fixed)
+        fixed = np.ones_like(self.theta, dtype=bool)
+        views = self.views(fixed, self.variant)
         for name in param_names(self.variant):
             if name != PROTOTYPES:
                 views[name][...] = False
         if self.variant.pooling == "average":
             for name in SUBSAMPLING_PARAMS:
                 views[name][...] = True
-        if self.variant.c3 == "table":
-            views["C3.weight"][C3_UNCONNECTED] = True
+        views["C3.weight"][c3_unconnected(self.variant)] = True
         return fixed
 
     @property
@@ -122,9 +131,11 @@ class LeNet5:
         return self.theta.dtype
 
     @staticmethod
-    def views(flat):
-        """Name -> shaped view into a flat parameter or gradient vector."""
-        return {name: flat[a:b].reshape(PARAM_SHAPES[name]) for name, (a, b) in engine.OFFSETS.items()}
+    def views(flat, variant=PAPER):
+        """Name -> shaped view into a flat parameter or gradient vector of `variant`'s layout."""
+        shapes, (offsets, _) = param_shapes(variant.arch), engine.layout(variant.arch)
+        return {name: flat[slice(*offsets[name])].reshape(shapes[name]) for name in offsets
+                if name in shapes}
 
     @classmethod
     def init(cls, seed=0, dtype=np.float32, prototypes=None, variant=PAPER, scale="paper"):
@@ -137,10 +148,12 @@ class LeNet5:
         Variants draw the paper's layers first, in the same order, so every layer they share
         starts as in the paper's network; then: c3="full" redraws C3 with F = 6 x 25;
         pooling="average" sets S2/S4 to the fixed 1/4 and 0; pooling="max" leaves them unused
-        (zero); output="softmax" draws its 10x84 weights and biases with F = 84."""
+        (zero); output="softmax" draws its 10x84 weights and biases with F = 84.
+        LeNet-1 and LeNet-4 draw their own layers in order, their softmax output included."""
         rng = np.random.default_rng(seed)
-        theta = np.zeros(engine.N_THETA, dtype=np.float64)
-        params = cls.views(theta)
+        theta = np.zeros(engine.layout(variant.arch)[1], dtype=np.float64)
+        params = cls.views(theta, variant)
+        own = replace(variant, c3="table", pooling="trainable")  # the architecture as published
 
         if scale not in INIT_SCALES:
             raise Lenet5Error(f"unknown init scale {scale!r}: choose one of {', '.join(INIT_SCALES)}")
@@ -154,17 +167,17 @@ class LeNet5:
                 if scale == "lush" and part != "weight":
                     arr[...] = LUSH_COEFF if part == "coeff" else 0.0
 
-        for layer in LAYERS:
+        for layer in LAYERS if variant.arch == "lenet5" else layers(own):
             if layer.kind != "rbf":
                 draw(layer, ("coeff" if layer.kind == "subsample" else "weight", "bias"))
-        params["C3.weight"][C3_UNCONNECTED] = 0.0
+        params["C3.weight"][c3_unconnected(own)] = 0.0
         by_name = {layer.name: layer for layer in layers(variant)}
         if variant.c3 == "full":
             draw(by_name["C3"], ("weight", "bias"))
         for name in SUBSAMPLING_PARAMS:
             if variant.pooling != "trainable":
                 params[name][...] = 0.25 if variant.pooling == "average" and name.endswith("coeff") else 0.0
-        if variant.output == "softmax":
+        if variant.output == "softmax" and variant.arch == "lenet5":
             draw(by_name["OUT"], ("weight", "bias"))
         if prototypes is None:
             prototypes = default_prototypes(np.float64)
@@ -188,12 +201,14 @@ class LeNet5:
     def layers(self, image):
         """Every layer's output for one (32, 32) image, as a dict in the order of the network:
         input (32, 32), C1 (6, 28, 28), S2 (6, 14, 14), C3 (16, 10, 10), S4 (16, 5, 5), C5 (120,),
-        F6 (84,), OUT (10,) -- OUT holds the RBF outputs, the same as `forward` gives."""
+        F6 (84,), OUT (10,) -- OUT holds the RBF outputs, the same as `forward` gives.
+        LeNet-1 and LeNet-4: their own layers (LeNet-1's input is its 28x28 field)."""
         x = self._images(image)
         if len(x) != 1:
             raise Lenet5Error(f"layers() takes one image, got {len(x)}")
         acts = engine.forward_layers(x[0], self.theta, self.spec(self.default_loss))
-        out = dict(zip(LAYER_OUTPUTS, (a.copy() for a in acts)))
+        names = ("input",) + tuple(layer.name for layer in layers(self.variant))
+        out = {name: acts[ENGINE_SLOT[name]].copy() for name in names}
         out["input"] = out["input"][0]
         return out
 
@@ -209,7 +224,7 @@ class LeNet5:
         loss="ce" (softmax output): E = y_label = -log p_label. None: the output's own
         criterion (RBF: map, softmax: ce)."""
         losses, grad = self.losses_and_flat_gradient(x, labels, loss, j)
-        grads = {name: view for name, view in self.views(grad).items() if name in self.params}
+        grads = {name: view for name, view in self.views(grad, self.variant).items() if name in self.params}
         if PROTOTYPES in self.params:
             grads[PROTOTYPES] = np.zeros_like(self.prototypes)
         return float(losses.mean()), grads
@@ -259,8 +274,9 @@ class LeNet5:
         unpickles."""
         arrays = load_npz(path)
         where = f"checkpoint {path}"
-        check_contents(arrays, where, engine.N_THETA)  # state.* entries, prototypes
         variant = checkpoint_variant(arrays, where)
+        n_theta = engine.layout(variant.arch)[1]
+        check_contents(arrays, where, n_theta)  # state.* entries, prototypes
         names = param_names(variant)
         expected = set(names) | {"meta.format_version", "meta.dtype"}
         meta = {"meta.variant", "meta.c3"}
@@ -275,11 +291,10 @@ class LeNet5:
         if dtype_name not in DTYPES:
             raise Lenet5Error(f"{where}: dtype {dtype_name!r}, expected float32 or float64")
         dtype = DTYPES[dtype_name]
-        theta = np.empty(engine.N_THETA, dtype=dtype)
-        params = cls.views(theta)
-        theta[:] = 0.0
+        theta = np.zeros(n_theta, dtype=dtype)
+        params = cls.views(theta, variant)
         for name in names:
-            shape, arr = PARAM_SHAPES[name], arrays[name]
+            shape, arr = param_shapes(variant.arch)[name], arrays[name]
             if arr.shape != shape:
                 raise Lenet5Error(f"{where}: {name} has shape {arr.shape}, expected {shape}")
             if arr.dtype.kind != "f":
@@ -288,8 +303,9 @@ class LeNet5:
                 raise Lenet5Error(f"{where}: {name} holds NaN or infinite values")
             if name != PROTOTYPES:
                 params[name][...] = arr
-        if variant.c3 == "table" and np.any(params["C3.weight"][C3_UNCONNECTED] != 0):
-            raise Lenet5Error(f"{where}: C3.weight is non-zero where Table I has no connection")
+        if np.any(params["C3.weight"][c3_unconnected(variant)] != 0):
+            table = "Table I" if variant.arch == "lenet5" else f"{variant.arch}'s C3 table"
+            raise Lenet5Error(f"{where}: C3.weight is non-zero where {table} has no connection")
         prototypes = arrays[PROTOTYPES] if PROTOTYPES in names else default_prototypes(dtype)
         net = cls(theta, prototypes, variant)
         if with_state:

@@ -76,6 +76,9 @@ def draw(net, image, path, caption="", label=None, threshold=None):
     """Write the figure of `image` (float32 32x32, preprocessed) through `net` to `path` (PNG).
     caption: where the image came from; label: its true digit if known; threshold: the
     checkpoint's rejection Threshold or None. Returns a summary dict of what it shows."""
+    arch = getattr(getattr(net, "variant", None), "arch", "lenet5")
+    if arch != "lenet5":  # the figure's panels are laid out for LeNet-5's layers
+        raise Lenet5Error(f"lenet5 show draws LeNet-5 networks; this checkpoint is {arch}")
     plt = pyplot()
     from matplotlib.gridspec import GridSpec
 

@@ -79,6 +79,7 @@ class TrainConfig:
     dtype: str = "float32"
     distortions: int = 0  # distorted copies added to the training set (paper: 540,000)
     # the network's variant (lenet5.architecture.VARIANT_CHOICES; defaults: the paper's)
+    arch: str = "lenet5"
     c3: str = "table"
     pooling: str = "trainable"
     activation: str = "scaled-tanh"
@@ -91,7 +92,8 @@ class TrainConfig:
 
     @property
     def variant(self):
-        return Variant(c3=self.c3, pooling=self.pooling, activation=self.activation, output=self.output)
+        return Variant(arch=self.arch, c3=self.c3, pooling=self.pooling, activation=self.activation,
+                       output=self.output)
 
     def check(self):
         self._check_types()
@@ -151,6 +153,12 @@ class TrainConfig:
             if not (math.isfinite(value) and above and value <= high):
                 raise Lenet5Error(f"--{name} must be a finite number in {bracket}{low:g}, {high:g}], "
                                   f"got {value!r} ({why})")
+
+
+def saved_config(text):
+    """A checkpoint's state.config (JSON) as a dict, settings added since it was written
+    (e.g. arch) filled in with their defaults, which is what it was trained with."""
+    return dict(json.loads(json.dumps(asdict(TrainConfig()))), **json.loads(str(text)))
 
 
 def hessian_estimate(net, images, rng, gn_seed="2", loss=None, j=MAP_J):
@@ -350,7 +358,7 @@ class Trainer:
         if "state.config" not in state:
             return False
         mine = json.loads(json.dumps(asdict(self.config)))
-        theirs = json.loads(str(state["state.config"]))
+        theirs = saved_config(state["state.config"])
         for name in RESUME_CHANGEABLE:
             mine.pop(name, None), theirs.pop(name, None)
         return (mine == theirs and int(state.get("state.epoch", 1)) == self.epoch

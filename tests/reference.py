@@ -145,32 +145,57 @@ def network_forward(image, params, mask, variant=None):
     return s
 
 
+def pool_sources(in_maps, maps):
+    """Which input map each pooled map reads: itself, or (LeNet-4's S2) pairs per input map."""
+    return np.arange(maps) * in_maps // maps
+
+
+def lenet1_input(image):
+    """LeNet-1's 28x28 field: the 28x28 inner image area-averaged onto 22x22 (each output pixel
+    the mean over the 28/22-wide span it covers, written here with explicit overlaps),
+    centred with 3 background pixels on each side."""
+    spans = np.linspace(0, 28, 23)
+    weights = np.array([[max(0.0, min(spans[o + 1], i + 1) - max(spans[o], i)) for i in range(28)]
+                        for o in range(22)]) / (28 / 22)
+    out = np.full((28, 28), -0.1)
+    out[3:25, 3:25] = weights @ image[2:30, 2:30] @ weights.T
+    return out
+
+
 def variant_forward(image, params, mask, v):
-    """network_forward for any Variant, with the same keys (plus "z", the softmax logits)."""
+    """network_forward for any Variant, any architecture, with the same keys (plus "z", the
+    softmax logits); the layers an architecture lacks (LeNet-1's C5, F6) are absent."""
     f = ACTIVATIONS[v.activation][0]
     pool_f = ACTIVATIONS["identity" if v.pooling == "max" else v.activation][0]
 
-    def pool(x, name):
+    def pool(x, name, maps):
+        x = x[pool_sources(len(x), maps)]
         if v.pooling == "max":
             return max_pool(x)
         return subsample(x, params[f"{name}.coeff"], params[f"{name}.bias"])
 
-    s = {"x0": image[None].astype(float)}
-    s["u1"] = conv_valid(s["x0"], params["C1.weight"], params["C1.bias"], np.ones((6, 1), bool))
+    c1, c3 = params["C1.weight"], params["C3.weight"]
+    s = {"x0": (lenet1_input(image) if v.arch == "lenet1" else image)[None].astype(float)}
+    s["u1"] = conv_valid(s["x0"], c1, params["C1.bias"], np.ones((len(c1), 1), bool))
     s["x1"] = f(s["u1"])
-    s["u2"] = pool(s["x1"], "S2")
+    s["u2"] = pool(s["x1"], "S2", c3.shape[1])
     s["x2"] = pool_f(s["u2"])
-    s["u3"] = conv_valid(s["x2"], params["C3.weight"], params["C3.bias"], mask)
+    s["u3"] = conv_valid(s["x2"], c3, params["C3.bias"], mask)
     s["x3"] = f(s["u3"])
-    s["u4"] = pool(s["x3"], "S4")
+    s["u4"] = pool(s["x3"], "S4", len(c3))
     s["x4"] = pool_f(s["u4"])
-    s["u5"] = conv_valid(s["x4"], params["C5.weight"], params["C5.bias"], np.ones((120, 16), bool))[:, 0, 0]
-    s["x5"] = f(s["u5"])
-    s["u6"] = params["F6.weight"] @ s["x5"] + params["F6.bias"]
-    s["x6"] = f(s["u6"])
+    last = s["x4"].reshape(-1)
+    if "C5.weight" in params:
+        c5 = params["C5.weight"]
+        s["u5"] = conv_valid(s["x4"], c5, params["C5.bias"], np.ones(c5.shape[:2], bool))[:, 0, 0]
+        s["x5"] = last = f(s["u5"])
+    if "F6.weight" in params:
+        s["u6"] = params["F6.weight"] @ s["x5"] + params["F6.bias"]
+        s["x6"] = last = f(s["u6"])
+    s["last"] = last  # the output layer's input
     if v.output == "softmax":
-        s["z"] = params["OUT.weight"] @ s["x6"] + params["OUT.bias"]
+        s["z"] = params["OUT.weight"] @ last + params["OUT.bias"]
         s["y"] = neg_log_softmax(s["z"])
     else:
-        s["y"] = rbf(s["x6"], params["OUT.prototypes"])
+        s["y"] = rbf(last, params["OUT.prototypes"])
     return s

@@ -43,3 +43,38 @@ def test_audit_cli_text_and_json():
     out = subprocess.run([sys.executable, "-m", "lenet5", "audit", "--json"], capture_output=True, text=True)
     rows = json.loads(out.stdout)
     assert rows[-1] == {**rows[-1], "parameters": 60_000, "connections": 340_908, "matches_paper": True}
+
+
+def test_lenet1_and_lenet4_counts_beside_the_papers():
+    from lenet5.architecture import PAPER_ARCH_TOTALS, Variant
+
+    def totals(arch):
+        rows = audit_rows(Variant(arch=arch, output="softmax"))
+        return rows[-1], {r["layer"]: (r["parameters"], r["connections"]) for r in rows}
+
+    total, layers = totals("lenet1")  # LeCun et al. 1990's exact figures for this network
+    assert (total["parameters"], total["connections"]) == (2_578, 98_442)
+    assert layers["C3"] == (20 * 25 + 12, 20 * 25 * 64 + 12 * 64)  # 20 kernels (inferred)
+    assert total["matches_paper"] and (total["paper_parameters"], total["paper_connections"]) == (2_600, 100_000)
+    total, layers = totals("lenet4")
+    assert (total["parameters"], total["connections"]) == (50_698, 262_306)
+    assert layers["S2"] == (16, 8 * 14 * 14 * 5) and layers["C5"] == (48_120, 48_120)
+    assert not total["matches_paper"]  # 260,000 connections fit, 17,000 parameters cannot
+    assert PAPER_ARCH_TOTALS["lenet4"] == (17_000, 260_000)
+    for arch in ("lenet1", "lenet4"):  # the model's storage holds exactly the audited parameters
+        net = LeNet5.init(seed=0, variant=Variant(arch=arch, output="softmax"))
+        free = sum(a.size for n, a in net.params.items() if n != "C3.weight")
+        assert free + np.count_nonzero(net.params["C3.weight"]) == totals(arch)[0]["parameters"]
+
+
+def test_audit_cli_arch():
+    out = subprocess.run([sys.executable, "-m", "lenet5", "audit", "--arch", "lenet1"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "2,578" in out.stdout and "98,442" in out.stdout and "2,600/100,000" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "lenet5", "audit", "--arch", "lenet4"],
+                         capture_output=True, text=True)
+    assert out.returncode == 1 and "17,000/260,000" in out.stdout and "MISMATCH" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "lenet5", "audit", "--arch", "lenet1", "--output", "rbf"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "use output softmax" in out.stderr

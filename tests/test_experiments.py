@@ -161,6 +161,9 @@ def test_fig9_tiny(out):
     assert rows["SVM poly 4"]["test_error_pct"] is None
     assert rows["SVM poly 4"]["source"].startswith("not reproduced")
     assert result["data"]["knn"]["train_size"] == 300
+    for name in ("[16x16] LeNet-1", "LeNet-4"):  # trained here: one pass on 300 samples
+        assert 0 < rows[name]["test_error_pct"] < 100 and rows[name]["source"].startswith("run here")
+    assert {"lenet1-seed0", "lenet4-seed0"} <= set(result["data"])
     readme = (out / "results" / "fig9" / "README.md").read_text()
     assert "fig9.png" in readme and (out / "results" / "fig9" / "fig9.png").exists()
 

@@ -25,7 +25,10 @@ from lenet5.architecture import Variant, table_mask
 VARIANTS = [Variant(), Variant(c3="full"), Variant(pooling="average"), Variant(pooling="max"),
             Variant(activation="tanh"), Variant(activation="sigmoid"), Variant(activation="relu"),
             Variant(output="softmax"),
-            Variant(c3="full", pooling="max", activation="relu", output="softmax")]
+            Variant(c3="full", pooling="max", activation="relu", output="softmax"),
+            # LeNet-1 and LeNet-4: the same engine under other sizes
+            Variant(arch="lenet1", output="softmax"), Variant(arch="lenet4", output="softmax"),
+            Variant(arch="lenet4", output="softmax", pooling="max", activation="relu")]
 
 
 def conv(x, weight, mask):
@@ -46,52 +49,60 @@ def per_offset(x):
             for p in (0, 1) for q in (0, 1)]
 
 
-def pool_jacobians(x, p, name, variant):
-    maps, size = x.shape[0], x.shape[1]
+def pool_jacobians(x, p, name, variant, maps):
+    """Jacobians of a pooling layer of `maps` maps reading x (LeNet-4's S2: pairs per x map)."""
+    pick = ref.pool_sources(len(x), maps)
+    size = x.shape[1]
     if variant.pooling == "max":  # the winners' selection: linear once they are fixed
-        routes = ref.max_pool_routes(x)
-        return jacobian(lambda v: ref.down(routes * v.reshape(x.shape)), x.size), {}
-    return (jacobian(lambda v: p[f"{name}.coeff"][:, None, None] * ref.down(v.reshape(x.shape)), x.size),
-            {f"{name}.coeff": per_offset(x),
+        routes = ref.max_pool_routes(x[pick])
+        return jacobian(lambda v: ref.down(routes * v.reshape(x.shape)[pick]), x.size), {}
+    return (jacobian(lambda v: p[f"{name}.coeff"][:, None, None] * ref.down(v.reshape(x.shape)[pick]), x.size),
+            {f"{name}.coeff": per_offset(x[pick]),
              f"{name}.bias": np.kron(np.eye(maps), np.ones(((size // 2) ** 2, 1)))})
 
 
 def layer_jacobians(s, p, variant, mask3):
-    """(Jx, {param: Jw}) for each layer, keyed by the layer's output index."""
-    ones1, ones5 = np.ones((6, 1), bool), np.ones((120, 16), bool)
-    x0, x1, x2, x3, x4, x5 = (s[f"x{i}"] for i in range(6))
+    """(Jx, {param: Jw}) for each layer, keyed by the layer's output index; sizes read from
+    the parameters, so any architecture (LeNet-1 has no C5 and F6, LeNet-4 no F6)."""
+    c1, c3 = p["C1.weight"], p["C3.weight"]
+    x0, x1, x2, x3, x4 = (s[f"x{i}"] for i in range(5))
     jac = {}
     jac[1] = (None, {
-        "C1.weight": jacobian(lambda w: conv(x0, w.reshape(6, 1, 5, 5), ones1), 150),
-        "C1.bias": np.kron(np.eye(6), np.ones((784, 1)))})
-    jac[2] = pool_jacobians(x1, p, "S2", variant)
-    jac[3] = (jacobian(lambda v: conv(v.reshape(6, 14, 14), p["C3.weight"], mask3), 1176), {
-        "C3.weight": jacobian(lambda w: conv(x2, w.reshape(16, 6, 5, 5), mask3), 2400),
-        "C3.bias": np.kron(np.eye(16), np.ones((100, 1)))})
-    jac[4] = pool_jacobians(x3, p, "S4", variant)
-    jac[5] = (jacobian(lambda v: conv(v.reshape(16, 5, 5), p["C5.weight"], ones5), 400), {
-        "C5.weight": np.kron(np.eye(120), x4.reshape(1, -1)), "C5.bias": np.eye(120)})
-    jac[6] = (p["F6.weight"], {"F6.weight": np.kron(np.eye(84), x5.reshape(1, -1)), "F6.bias": np.eye(84)})
+        "C1.weight": jacobian(lambda w: conv(x0, w.reshape(c1.shape), np.ones((len(c1), 1), bool)), c1.size),
+        "C1.bias": np.kron(np.eye(len(c1)), np.ones((x1[0].size, 1)))})
+    jac[2] = pool_jacobians(x1, p, "S2", variant, c3.shape[1])
+    jac[3] = (jacobian(lambda v: conv(v.reshape(x2.shape), c3, mask3), x2.size), {
+        "C3.weight": jacobian(lambda w: conv(x2, w.reshape(c3.shape), mask3), c3.size),
+        "C3.bias": np.kron(np.eye(len(c3)), np.ones((x3[0].size, 1)))})
+    jac[4] = pool_jacobians(x3, p, "S4", variant, len(c3))
+    if "C5.weight" in p:
+        c5 = p["C5.weight"]
+        jac[5] = (jacobian(lambda v: conv(v.reshape(x4.shape), c5, np.ones(c5.shape[:2], bool)), x4.size), {
+            "C5.weight": np.kron(np.eye(len(c5)), x4.reshape(1, -1)), "C5.bias": np.eye(len(c5))})
+    if "F6.weight" in p:
+        f6 = p["F6.weight"]
+        jac[6] = (f6, {"F6.weight": np.kron(np.eye(len(f6)), s["x5"].reshape(1, -1)),
+                       "F6.bias": np.eye(len(f6))})
     return jac
 
 
 def reference_hessian(net, image, variant):
-    mask3 = table_mask(variant.c3_table, 6)
     p = net.params
+    mask3 = table_mask(variant.c3_table, p["C3.weight"].shape[1])
     s = ref.network_forward(image, p, mask3, variant)
     jac = layer_jacobians(s, p, variant, mask3)
     h = {}
     if variant.output == "softmax":
         prob = np.exp(-s["y"])
         d2z = prob * (1 - prob)
-        h["OUT.weight"] = (np.kron(np.eye(10), s["x6"].reshape(1, -1)) ** 2).T @ d2z
+        h["OUT.weight"] = (np.kron(np.eye(10), s["last"].reshape(1, -1)) ** 2).T @ d2z
         h["OUT.bias"] = d2z
         d2x = (p["OUT.weight"] ** 2).T @ d2z
     else:
         d2x = np.full(84, 2.0)  # d2E/dx6^2
     fprime = ref.ACTIVATIONS[variant.activation][1]
     pool_fprime = ref.ACTIVATIONS["identity" if variant.pooling == "max" else variant.activation][1]
-    for layer in range(6, 0, -1):
+    for layer in sorted(jac, reverse=True):
         prime = pool_fprime if layer in (2, 4) else fprime
         d2u = prime(s[f"u{layer}"]).reshape(-1) ** 2 * d2x
         jx, jws = jac[layer]
@@ -112,12 +123,12 @@ def test_hessian_diagonal_matches_explicit_jacobian_reference(variant):
     images = np.random.default_rng(4).uniform(-0.1, 1.175, (2 if variant.is_paper else 1, 32, 32))
     hess = np.zeros_like(net.theta)
     engine.hessian_diagonal(images, net.theta, net.spec(net.default_loss), hess)
-    got = LeNet5.views(hess)
+    got = LeNet5.views(hess, variant)
     want = {}
     for image in images:
         for name, value in reference_hessian(net, image, variant).items():
             want[name] = want.get(name, 0) + value
-    mask3 = table_mask(variant.c3_table, 6)
+    mask3 = table_mask(variant.c3_table, got["C3.weight"].shape[1])
     assert set(want) == {n for n in net.params if n != "OUT.prototypes"}
     for name, value in want.items():
         expected = value.reshape(got[name].shape)

@@ -55,11 +55,11 @@ def test_conv_backward_accumulates_and_skips_dx():
 def test_subsample_forward_and_backward():
     x, coeff, bias = random(16, 10, 10), random(16), random(16)
     u = np.zeros((16, 5, 5))
-    kernels.pool_forward(x, coeff, bias, u, kernels.POOL_SUM)
+    kernels.pool_forward(x, coeff, bias, u, kernels.POOL_SUM, np.arange(len(u)))
     np.testing.assert_allclose(u, ref.subsample(x, coeff, bias), rtol=1e-12, atol=1e-12)
     delta = random(16, 5, 5)
     dcoeff, dbias, dx = np.zeros(16), np.zeros(16), np.zeros_like(x)
-    kernels.pool_backward(x, x, coeff, delta, dcoeff, dbias, dx, kernels.POOL_SUM)
+    kernels.pool_backward(x, x, coeff, delta, dcoeff, dbias, dx, kernels.POOL_SUM, np.arange(len(delta)))
     want = ref.subsample_backward(x, coeff, delta)
     for got, expected in zip((dcoeff, dbias, dx), want):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)

@@ -138,3 +138,18 @@ def test_cli_evaluate_prints_error_and_confusion(mnist_dir, tmp_path):
     bad.write_bytes(b"not a zip")
     out = run_cli("evaluate", "--checkpoint", str(bad), "--data-dir", str(mnist_dir))
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not a valid .npz" in out.stderr
+
+
+def test_cli_train_arch_lenet1(mnist_dir, tmp_path):
+    """--arch lenet1 trains LeNet-1 on the same engine and trainer: its softmax output and
+    cross-entropy by default, its own sizes in the checkpoint."""
+    out = run_cli("train", "--arch", "lenet1", "--train-size", "300", "--epochs", "1", "--quiet",
+                  "--data-dir", str(mnist_dir), "--out", str(tmp_path / "l1"))
+    assert out.returncode == 0, out.stderr
+    assert "2,578" in out.stdout and "training sdlm/ce" in out.stdout
+    net = LeNet5.load(tmp_path / "l1" / "checkpoint.npz")
+    assert net.variant.arch == "lenet1" and net.params["OUT.weight"].shape == (10, 192)
+    assert "C5.weight" not in net.params
+    bad = run_cli("train", "--arch", "lenet4", "--output", "rbf", "--data-dir", str(mnist_dir),
+                  "--out", str(tmp_path / "l4"))
+    assert bad.returncode == 2 and "use output softmax" in bad.stderr and "Traceback" not in bad.stderr

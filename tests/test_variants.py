@@ -51,11 +51,11 @@ def test_max_pooling_routes_delta_to_the_winner_only(ties):
         x[1, 2:4, 2:4] = [[-1.0, -1.0], [-1.0, -3.0]]
     u = np.empty((3, 3, 3))
     none = np.zeros(3)
-    kernels.pool_forward(x, none, none, u, kernels.POOL_MAX)
+    kernels.pool_forward(x, none, none, u, kernels.POOL_MAX, np.arange(len(u)))
     np.testing.assert_array_equal(u, ref.max_pool(x))
     delta = rng.normal(size=u.shape)
     dx, dcoeff, dbias = np.full_like(x, 7.0), np.zeros(3), np.zeros(3)
-    kernels.pool_backward(x, x, none, delta, dcoeff, dbias, dx, kernels.POOL_MAX)
+    kernels.pool_backward(x, x, none, delta, dcoeff, dbias, dx, kernels.POOL_MAX, np.arange(len(delta)))
     routes = ref.max_pool_routes(x)  # first in row-major order on a tie
     np.testing.assert_array_equal(dx, routes * ref.up(delta))
     assert np.all(dcoeff == 0) and np.all(dbias == 0)
@@ -68,11 +68,11 @@ def test_mean_pooling_spreads_delta_evenly():
     rng = np.random.default_rng(4)
     x, coeff, bias = rng.normal(size=(2, 4, 4)), np.array([0.25, 0.25]), np.zeros(2)
     u = np.empty((2, 2, 2))
-    kernels.pool_forward(x, coeff, bias, u, kernels.POOL_SUM)
+    kernels.pool_forward(x, coeff, bias, u, kernels.POOL_SUM, np.arange(len(u)))
     np.testing.assert_allclose(u, ref.down(x) / 4)
     delta = rng.normal(size=u.shape)
     dx, dcoeff, dbias = np.empty_like(x), np.zeros(2), np.zeros(2)
-    kernels.pool_backward(x, x, coeff, delta, dcoeff, dbias, dx, kernels.POOL_SUM)
+    kernels.pool_backward(x, x, coeff, delta, dcoeff, dbias, dx, kernels.POOL_SUM, np.arange(len(delta)))
     np.testing.assert_allclose(dx, ref.up(delta) / 4)
 
 
@@ -80,13 +80,17 @@ def test_mean_pooling_spreads_delta_evenly():
 def test_forward_matches_the_reference_graph(variant):
     net = LeNet5.init(seed=1, dtype=np.float64, variant=variant)
     x = images(2)
-    mask3 = table_mask(variant.c3_table, 6)
+    mask3 = table_mask(variant.c3_table, net.params["C3.weight"].shape[1])
     y = net.forward(x)
     for n in range(2):
         s = ref.network_forward(x[n], net.params, mask3, variant)
         np.testing.assert_allclose(y[n], s["y"], rtol=1e-11)
         layers = net.layers(x[n])
-        for key, name in (("x1", "C1"), ("x2", "S2"), ("x4", "S4"), ("x6", "F6")):
+        np.testing.assert_allclose(layers["input"], s["x0"][0], rtol=1e-12, atol=1e-15)
+        pairs = [(k, n) for k, n in (("x1", "C1"), ("x2", "S2"), ("x4", "S4"), ("x5", "C5"), ("x6", "F6"))
+                 if k in s]
+        assert {name for _, name in pairs} | {"input", "C3", "OUT"} == set(layers)
+        for key, name in pairs:
             np.testing.assert_allclose(layers[name], s[key], rtol=1e-11, atol=1e-15)
 
 

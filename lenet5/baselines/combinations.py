@@ -154,7 +154,7 @@ def train_online_combinations(images, labels, order, theta, k, c, lr, lr_k, lr_c
     effective C3 weights, chain rule to k and c, then theta (C3.weight excepted: it is derived),
     k and c updated and W recomputed. losses[n] = E + Omega of sample n."""
     a, b = _C3W
-    work = engine.new_workspace(theta)
+    work = engine.new_workspace(theta, spec)
     grad = np.zeros_like(theta)
     weight = theta[a:b].reshape(_C3_SHAPE)
     dweight = grad[a:b].reshape(_C3_SHAPE)

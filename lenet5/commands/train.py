@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numba
 
-from ..architecture import VARIANT_CHOICES
+from ..architecture import VARIANT_CHOICES, default_output
 from ..audit import audit_rows, format_audit
 from ..errors import Lenet5Error
 from ..model import INIT_SCALES, LeNet5, default_loss
@@ -110,6 +110,8 @@ def given_settings(args):
 
 
 def new_config(given):
+    if "output" not in given:  # the architecture's own output (LeNet-1/4: 10 units, softmax)
+        given = dict(given, output=default_output(given.get("arch", DEFAULTS.arch)))
     config = TrainConfig(**given)
     if "loss" not in given:  # the criterion that goes with the output layer
         config = replace(config, loss=default_loss(config.variant))

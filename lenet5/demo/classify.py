@@ -78,6 +78,8 @@ class Classifier:
     """One network and its rejection threshold (None when unknown); read-only after __init__."""
 
     def __init__(self, net, threshold=None, name="network"):
+        if net.variant.arch != "lenet5":  # the page draws LeNet-5's layers
+            raise Lenet5Error(f"the demo shows LeNet-5 networks; this one is {net.variant.arch}")
         if net.prototypes.shape != (10, 84):
             raise Lenet5Error("the demo needs a network with LeNet-5's RBF output (10 x 84 prototypes)")
         self.net, self.threshold, self.name = net, threshold, name

@@ -57,7 +57,9 @@ def saved_run(path, config, log):
     except Lenet5Error as e:
         log(f"not resuming: {e}")
         return None, None
-    saved = json.loads(str(state["state.config"])) if "state.config" in state else None
+    from ..train import saved_config
+
+    saved = saved_config(state["state.config"]) if "state.config" in state else None
     if saved != json.loads(json.dumps(asdict(config))):
         log(f"not resuming {path}: it was trained with other settings")
         return None, None
