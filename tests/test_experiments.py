@@ -74,11 +74,22 @@ def test_without_matplotlib_figures_are_skipped_with_a_note(out, monkeypatch):
     assert not list((out / "results" / "curves").glob("*.png"))
 
 
-def job_pid(key, fail=False):
+def job_pid(key, fail=False, meet=None, parties=2):
+    """Returns its process id. With `meet` (a folder), it first waits until `parties` jobs have
+    checked in there: jobs run one after another in one process would wait forever (20 s)."""
     import os
+    import time
+    from pathlib import Path
 
     if fail:
         raise ValueError("boom")
+    if meet:
+        (Path(meet) / f"{key}.{os.getpid()}").touch()
+        deadline = time.monotonic() + 20
+        while len(list(Path(meet).iterdir())) < parties:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{key}: the other job never started alongside")
+            time.sleep(0.01)
     return {"pid": os.getpid()}
 
 
@@ -102,10 +113,12 @@ def test_a_failed_job_is_named_and_the_others_are_kept(tmp_path, processes):
 def test_jobs_run_in_separate_processes(tmp_path):
     import os
 
-    opts = runner.Options(processes=2, runs=tmp_path, log=lambda s: None)
-    jobs = [runner.Job(f"j{k}", "test_experiments:job_pid") for k in range(2)]
+    opts = runner.Options(processes=2, runs=tmp_path / "runs", log=lambda s: None)
+    meet = tmp_path / "meet"
+    meet.mkdir()
+    jobs = [runner.Job(f"j{k}", "test_experiments:job_pid", {"meet": str(meet)}) for k in range(2)]
     pids = {r["pid"] for r in runner.run_jobs(jobs, opts, "demo").values()}
-    assert os.getpid() not in pids and len(pids) == 2
+    assert os.getpid() not in pids and len(pids) == 2  # both at once, each in its own process
 
 
 def test_unknown_experiment_is_a_usage_error(capsys):
