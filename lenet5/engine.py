@@ -25,7 +25,6 @@ from .architecture import (
     KERNEL,
     TRAINABLE_NAMES,
     VARIANT_CHOICES,
-    Variant,
     input_size,
     layers,
     param_shapes,
@@ -122,7 +121,6 @@ def make_spec(variant, prototypes, loss="map", j=1.0):
             *graph_record(variant, prototypes.dtype))  # (flat: parallel kernels take no nesting)
 
 
-PAPER_SPEC_CODES = variant_codes(Variant(), "map")
 
 
 @kernel

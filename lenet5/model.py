@@ -26,7 +26,6 @@ from .errors import Lenet5Error
 from .files import save_npz_atomic
 
 FORMAT_VERSION = 1
-LAYER_OUTPUTS = ("input",) + tuple(layer.name for layer in LAYERS)  # keys of LeNet5.layers()
 MAP_J = 1.0  # default j of the MAP criterion; see README "Choices the paper left open"
 DTYPES = {"float32": np.float32, "float64": np.float64}
 INIT_SCALES = ("paper", "sqrt", "lush")  # LeNet5.init's readings of the initial scale (issue 14)
