@@ -92,15 +92,21 @@ def call_arguments(job, opts):
 
 def _worker_start():
     """In each worker process: its own process group, so a Ctrl-C at the terminal reaches
-    only the parent, which passes it on once to every worker (see _stop_pool)."""
+    only the parent, which passes it on once to every worker (see _stop_pool). An idle worker
+    ignores it (it has nothing to save, and would only print a traceback from its queue)."""
     os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _in_worker(fn, kwargs, threads):
     import numba
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-    return call(fn, kwargs)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a job in progress hears Ctrl-C
+    try:
+        return call(fn, kwargs)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def saved_path(job, opts, name):
