@@ -47,6 +47,7 @@ from .kernels import (
     dense_backward,
     dense_forward,
     loss_forward_backward,
+    map_partition,
     neg_log_softmax_backward,
     neg_log_softmax_forward,
     pool_backward,
@@ -390,12 +391,7 @@ def rbf_curvature(x6, y, spec, rbf_seed, out):
     out[:] = RBF_GAUSS_NEWTON
     if rbf_seed == SEED_GAUSS_NEWTON or codes[LOSS] != LOSS_MAP:
         return
-    top = -j  # log-sum-exp shift
-    for k in range(y.shape[0]):
-        top = max(top, -y[k])
-    total = np.exp(-j - top)
-    for k in range(y.shape[0]):
-        total += np.exp(-y[k] - top)
+    top, total = map_partition(y, j)
     p0 = np.exp(-j - top) / total
     for i in range(out.shape[0]):
         first = 0.0

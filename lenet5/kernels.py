@@ -364,18 +364,25 @@ LOSS_CE = 2
 
 
 @kernel
-def loss_forward_backward(y, label, loss_kind, j, dy):
-    dy[:] = 0.0
-    dy[label] = 1.0
-    if loss_kind != LOSS_MAP:
-        return y[label]
-    # log-sum-exp over {-j, -y[0..9]}, shifted by its largest term for stability
+def map_partition(y, j):
+    """(top, Z): the MAP criterion's log-sum-exp over {-j, -y[0..9]}, shifted by its largest
+    term top for stability, Z = e^(-j-top) + sum_k e^(-y[k]-top), so log(...) = top + log Z."""
     top = -j
     for k in range(y.shape[0]):
         top = max(top, -y[k])
     total = np.exp(-j - top)
     for k in range(y.shape[0]):
         total += np.exp(-y[k] - top)
+    return top, total
+
+
+@kernel
+def loss_forward_backward(y, label, loss_kind, j, dy):
+    dy[:] = 0.0
+    dy[label] = 1.0
+    if loss_kind != LOSS_MAP:
+        return y[label]
+    top, total = map_partition(y, j)
     for k in range(y.shape[0]):
         dy[k] -= np.exp(-y[k] - top) / total
     return y[label] + top + np.log(total)
