@@ -94,6 +94,11 @@ VARIANT_CHOICES = {
         "rbf": "Euclidean RBF units with fixed 7x12 prototypes (outputs are distances)",
         "softmax": "10 linear units on F6 and a softmax (outputs are -log p, criterion cross-entropy)",
     },
+    "inputs": {
+        "paper": "the printed input levels: background -0.1, ink 1.175 (mean 0.028, variance 0.123)",
+        "unit": "those values standardised, (x - mean) / std of the training set: mean 0, variance 1, "
+                "the paper's stated intent",
+    },
 }
 
 
@@ -107,6 +112,7 @@ class Variant:
     pooling: str = "trainable"
     activation: str = "scaled-tanh"
     output: str = "rbf"
+    inputs: str = "paper"
 
     def __post_init__(self):
         for f in fields(self):
@@ -130,8 +136,9 @@ class Variant:
 
     def to_json(self):
         data = asdict(self)
-        if self.arch == "lenet5":  # (absent = LeNet-5: earlier checkpoints stay as they were)
-            del data["arch"]
+        for name, old in (("arch", "lenet5"), ("inputs", "paper")):
+            if data[name] == old:  # (absent = the default: earlier checkpoints stay as they were)
+                del data[name]
         return json.dumps(data, sort_keys=True)
 
     @classmethod

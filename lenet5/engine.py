@@ -9,7 +9,8 @@ Every driver takes one small flat record, `spec = (prototypes, c1_pairs, c3_pair
 connected (output map, input map) pairs of C1 and C3, the integer codes of the variant's
 choices (`codes[POOLING]`, `codes[ACTIVATION]`, `codes[OUTPUT]`, `codes[LOSS]`), the MAP
 criterion's j, then `graph = (offsets, dims, resample, s2_source, s4_source)`, the sizes of
-the architecture (LeNet-5, LeNet-1 or LeNet-4; see `graph_record`). Each layer call branches
+the architecture (LeNet-5, LeNet-1 or LeNet-4; see `graph_record`), and last the input's
+affine map (a, b), x0 = a x + b (`input_affine`). Each layer call branches
 on its code, so one compiled pass serves every variant and every architecture: the graph is
 always input -> C1 -> S2 -> C3 -> S4 -> [C5] -> [F6] -> output, the bracketed layers present
 when their unit counts are non-zero.
@@ -31,7 +32,7 @@ from .architecture import (
     resample_matrix,
     table_pairs,
 )
-from .data.mnist import BACKGROUND
+from .data.mnist import BACKGROUND, TRAIN_MEAN, TRAIN_STD
 from .kernels import (
     ACT_IDENTITY,
     JIT_OPTIONS,
@@ -119,7 +120,16 @@ def make_spec(variant, prototypes, loss="map", j=1.0):
     c1 = layers(variant)[0]
     return (prototypes, table_pairs(c1.table), table_pairs(variant.c3_table),
             variant_codes(variant, loss), prototypes.dtype.type(j),
-            *graph_record(variant, prototypes.dtype))  # (flat: parallel kernels take no nesting)
+            *graph_record(variant, prototypes.dtype),
+            input_affine(variant, prototypes.dtype))  # (flat: parallel kernels take no nesting)
+
+
+def input_affine(variant, dtype):
+    """(a, b): the network's input is x0 = a x + b of the image x it is given: (1, 0) for the
+    printed levels, (1/std, -mean/std) of the training set for Variant(inputs="unit")."""
+    if variant.inputs == "unit":
+        return np.array([1.0 / TRAIN_STD, -TRAIN_MEAN / TRAIN_STD], dtype=dtype)
+    return np.array([1.0, 0.0], dtype=dtype)
 
 
 
@@ -184,7 +194,7 @@ def resample_into(image, r, out):
 @kernel
 def sample_forward(image, theta, spec, acts, scratch):
     """x0 -> C1 -> S2 -> C3 -> S4 -> [C5] -> [F6] -> output; fills acts, returns nothing."""
-    prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source = spec
+    prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source, affine = spec
     act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
     pool_act = ACT_IDENTITY if pool == POOL_MAX else act  # max pooling is not squashed
     c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta, offsets, dims)
@@ -194,6 +204,8 @@ def sample_forward(image, theta, spec, acts, scratch):
         resample_into(image, resample, x0[0])
     else:
         x0[0] = image
+    if affine[0] != 1.0 or affine[1] != 0.0:  # Variant(inputs="unit"): x0 = (x - mean) / std
+        x0[0] = affine[0] * x0[0] + affine[1]
     conv_forward(x0, c1w, c1b, c1_pairs, u1)
     activation_forward(u1.reshape(-1), x1.reshape(-1), act)
     pool_forward(x1, s2c, s2b, u2, pool, s2_source)
@@ -228,7 +240,7 @@ def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power):
     d2E/dx6^2 (RBF output) or scratch[7] holds d2E/dz^2 (softmax output). `acts` always holds
     the real activations (for f' and the max-pooling winners).
     """
-    prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source = spec
+    prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source, affine = spec
     act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
     pool_act = ACT_IDENTITY if pool == POOL_MAX else act
     c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta_w, offsets, dims)

@@ -18,13 +18,15 @@ The graph computes what `LeNet5.forward` computes, written out of standard opera
 Variants export when their layers are standard operators too: c3=full (all 96 kernels),
 pooling=average (the same Conv, coefficients 1/4 and biases 0) or max (MaxPool, no squashing),
 activation tanh / sigmoid / relu (Tanh / Sigmoid / Relu), output=softmax ("distances" are then
--log p: Gemm, LogSoftmax, Neg). Anything else is refused by name (`unsupported`).
+-log p: Gemm, LogSoftmax, Neg), inputs=unit (Mul, Add before C1: the image standardised by the
+training set's mean and standard deviation). Anything else is refused by name (`unsupported`).
 """
 from dataclasses import fields, is_dataclass
 
 import numpy as np
 
 from .architecture import C3_TABLE, LAYER, TANH_A, TANH_S, table_mask
+from .engine import input_affine
 from .errors import Lenet5Error
 
 OPSET = 17
@@ -34,6 +36,7 @@ EXPORTABLE = {
     "pooling": ("trainable", "average", "max"),
     "activation": ("scaled-tanh", "tanh", "sigmoid", "relu"),
     "output": ("rbf", "softmax"),
+    "inputs": ("paper", "unit"),
 }
 NEEDS_ONNX = 'lenet5 export needs the onnx package: pip install -e ".[onnx]"'
 
@@ -111,7 +114,11 @@ def build_model(net, name="lenet5"):
     c3 = p["C3.weight"]
     if variant.get("c3", "table") == "table":  # exactly zero where Table I has no connection
         c3 = np.where(table_mask(C3_TABLE, LAYER["C3"].in_maps)[:, :, None, None], c3, np.float32(0))
-    x = conv("image", "C1", p["C1.weight"])
+    x = "image"
+    if variant.get("inputs", "paper") == "unit":  # x0 = a x + b, (x - mean) / std of the training set
+        a, b = input_affine(net.variant, np.float32)
+        x = op("Add", [op("Mul", [x, const("input.scale", a)], "input.ax"), const("input.shift", b)], "input.x0")
+    x = conv(x, "C1", p["C1.weight"])
     x = subsample(x, "S2")
     x = conv(x, "C3", c3)
     x = subsample(x, "S4")

@@ -160,7 +160,8 @@ def forward_chunk(w, spec, images):
     pool_act = ACT_IDENTITY if kind == POOL_MAX else act
     p = w.p
     n = len(images)
-    x0 = np.ascontiguousarray(images[..., None])
+    a, b = spec[-1]  # the input's affine map (engine.input_affine)
+    x0 = np.ascontiguousarray((images if (a, b) == (1, 0) else a * images + b)[..., None])
     cols1 = im2col(x0)
     x1 = activate((cols1 @ w.c1.T + p["C1.bias"]).reshape(n, 28, 28, 6), act)
     x2 = activate(pool(x1, p["S2.coeff"], p["S2.bias"], kind), pool_act)

@@ -84,6 +84,7 @@ class TrainConfig:
     pooling: str = "trainable"
     activation: str = "scaled-tanh"
     output: str = "rbf"
+    inputs: str = "paper"
     # issue 14's readings of SDLM (see SUBSAMPLES above; defaults: the paper's print)
     init: str = "paper"
     subsample: str = "sum"
@@ -93,7 +94,7 @@ class TrainConfig:
     @property
     def variant(self):
         return Variant(arch=self.arch, c3=self.c3, pooling=self.pooling, activation=self.activation,
-                       output=self.output)
+                       output=self.output, inputs=self.inputs)
 
     def check(self):
         self._check_types()

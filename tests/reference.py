@@ -3,6 +3,7 @@ checking the Numba kernels. Nothing here is shared with `lenet5.kernels`."""
 import numpy as np
 
 from lenet5.architecture import TANH_A, TANH_S
+from lenet5.data.mnist import TRAIN_MEAN, TRAIN_STD
 
 
 def conv_valid(x, weight, bias, mask):
@@ -176,6 +177,8 @@ def variant_forward(image, params, mask, v):
 
     c1, c3 = params["C1.weight"], params["C3.weight"]
     s = {"x0": (lenet1_input(image) if v.arch == "lenet1" else image)[None].astype(float)}
+    if v.inputs == "unit":  # standardised by the training set's mean and standard deviation
+        s["x0"] = (s["x0"] - TRAIN_MEAN) / TRAIN_STD
     s["u1"] = conv_valid(s["x0"], c1, params["C1.bias"], np.ones((len(c1), 1), bool))
     s["x1"] = f(s["u1"])
     s["u2"] = pool(s["x1"], "S2", c3.shape[1])

@@ -11,8 +11,9 @@ from lenet5.architecture import VARIANT_CHOICES, Variant
 from lenet5.errors import Lenet5Error
 from lenet5.model import C3_UNCONNECTED, LeNet5, check_loss
 
-CHOICES = {k: v for k, v in VARIANT_CHOICES.items() if k != "arch"}  # (gemm is LeNet-5's graph)
+CHOICES = {k: v for k, v in VARIANT_CHOICES.items() if k not in ("arch", "inputs")}  # (LeNet-5's graph)
 VARIANTS = [Variant(**dict(zip(CHOICES, combo))) for combo in itertools.product(*CHOICES.values())]
+VARIANTS.append(Variant(inputs="unit"))
 
 
 def digits(n, dtype, seed=0):

@@ -43,7 +43,7 @@ def test_shipped_network_matches_forward_on_1000_test_images(tmp_path, mnist, ca
 @pytest.mark.parametrize("variant", [
     Variant(c3="full"), Variant(pooling="average"), Variant(pooling="max"),
     Variant(activation="tanh"), Variant(activation="sigmoid"), Variant(activation="relu"),
-    Variant(output="softmax"),
+    Variant(output="softmax"), Variant(inputs="unit"),
 ], ids=lambda v: v.describe())
 def test_variants_export_too(variant, mnist):
     images = mnist[1][0][:100]

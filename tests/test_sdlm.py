@@ -17,7 +17,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lenet5 import LeNet5, engine
-from lenet5.architecture import C3_TABLE, TANH_A, TANH_S, table_mask
+from lenet5.architecture import C3_TABLE, TANH_A, TANH_S, Variant, table_mask
 from lenet5.cli import main
 from lenet5.errors import Lenet5Error
 from lenet5.experiments.sdlm import READINGS, pass1_rates, reading_config
@@ -204,7 +204,7 @@ def test_readings_resume_exactly(mnist, tmp_path):
     before the next one: the resumed run ends on the same weights."""
     data = small(mnist, 1500, 300)
     config = dict(epochs=2, seed=3, train_size=1500, init="lush", subsample="average",
-                  gn_seed="exact", hessian_every=1000)
+                  gn_seed="exact", hessian_every=1000, inputs="unit")
     quiet = dict(progress=False, log=lambda s: None)
     straight = Trainer(TrainConfig(**config), data, tmp_path / "a", **quiet)
     straight.run()
@@ -234,7 +234,8 @@ def test_readings_resume_exactly(mnist, tmp_path):
 
 def test_cli_records_the_readings_and_resume_keeps_them(mnist_dir, tmp_path, capsys):
     common = ["--quiet", "--data-dir", str(mnist_dir)]
-    flags = ["--init", "sqrt", "--subsample", "average", "--gn-seed", "1", "--hessian-every", "500"]
+    flags = ["--init", "sqrt", "--subsample", "average", "--gn-seed", "1", "--hessian-every", "500",
+             "--inputs", "unit"]
     assert main(["train", "--epochs", "1", "--train-size", "1000", *flags,
                  "--out", str(tmp_path / "r"), *common]) == 0
     checkpoint = tmp_path / "r" / "checkpoint.npz"
@@ -243,6 +244,7 @@ def test_cli_records_the_readings_and_resume_keeps_them(mnist_dir, tmp_path, cap
     assert main(["train", "--resume", str(checkpoint), "--epochs", "2", *common]) == 0
     _, state = LeNet5.load(checkpoint, with_state=True)
     saved = json.loads(str(state["state.config"]))
-    readings = (saved["init"], saved["subsample"], saved["gn_seed"], saved["hessian_every"])
-    assert readings == ("sqrt", "average", "1", 500)
+    readings = (saved["init"], saved["subsample"], saved["gn_seed"], saved["hessian_every"], saved["inputs"])
+    assert readings == ("sqrt", "average", "1", 500, "unit")
+    assert LeNet5.load(checkpoint).variant == Variant(inputs="unit")  # the network carries its inputs
     assert len(json.loads(str(state["state.history"]))) == 2
