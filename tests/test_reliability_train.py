@@ -17,7 +17,7 @@ from lenet5 import LeNet5, Lenet5Error, rundir, warmup
 from lenet5.cli import main
 from lenet5.commands import train as train_command
 from lenet5.commands.evaluate import reference_checkpoint
-from lenet5.train import Interrupted, TrainConfig, Trainer
+from lenet5.train import RECIPES, Interrupted, TrainConfig, Trainer
 
 N = 1000  # training images per run
 
@@ -295,7 +295,8 @@ def test_a_checkpoint_from_other_data_is_refused(mnist, tmp_path):
 
 @pytest.mark.parametrize("settings,cause,advice", [
     (dict(optimizer="sgd", lr=0.1), "the loss rose to", "lower --lr (it is 0.1; the default is 0.001)"),
-    (dict(mu=0.02), "the loss rose to", "raise --mu, SDLM's damping (it is 0.02; the default 1 is stable"),
+    (dict(RECIPES["mu1"], mu=0.02), "the loss rose to",  # the printed init at the printed mu
+     "raise --mu, SDLM's damping (it is 0.02), or use a recipe that is stable at its own mu (--recipe mu0.02 or mu1)"),
 ])
 def test_divergence_names_the_cause_and_the_fix(mnist, tmp_path, settings, cause, advice):
     trainer = Trainer(TrainConfig(epochs=1, train_size=N, **settings), small(mnist), tmp_path, **QUIET)

@@ -3,12 +3,17 @@ are defined here once."""
 from ..architecture import PAPER, VARIANT_CHOICES, Variant, default_output
 
 
-def add_variant_arguments(parser):
-    """--arch, --c3, --pooling, --activation, --output: the network's variant (default: the
-    paper's), choices and their meanings read from architecture.VARIANT_CHOICES."""
+def add_variant_arguments(parser, defaults=PAPER):
+    """--arch, --c3, --pooling, --activation, --output, --inputs: the network's variant
+    (default: the paper's, or `defaults`), choices and their meanings read from
+    architecture.VARIANT_CHOICES."""
     for name, choices in VARIANT_CHOICES.items():
         meanings = "; ".join(f"{c}: {what}" for c, what in choices.items())
-        default = getattr(PAPER, name)
+        default = getattr(defaults, name)
+        if default != getattr(PAPER, name):
+            parser.add_argument(f"--{name}", choices=tuple(choices), default=default,
+                                help=f"{meanings} (default {default}; the print: {getattr(PAPER, name)})")
+            continue
         if name == "output":  # (None: the architecture's own, see variant_arguments)
             parser.add_argument("--output", choices=tuple(choices), default=None,
                                 help=f"{meanings} (default {default}, the paper's; softmax for "

@@ -19,7 +19,19 @@ from ..audit import audit_rows, format_audit
 from ..errors import Lenet5Error
 from ..model import INIT_SCALES, LeNet5, default_loss
 from ..rundir import RUNS_ROOT, check_writable, inside_package, new_run_dir
-from ..train import CHUNK, GN_SEEDS, RESUME_CHANGEABLE, SUBSAMPLES, Interrupted, TrainConfig, Trainer
+from ..train import (
+    CHUNK,
+    DEFAULT_RECIPE,
+    GN_SEEDS,
+    PAPER_MU,
+    RECIPES,
+    RESUME_CHANGEABLE,
+    SUBSAMPLES,
+    Interrupted,
+    TrainConfig,
+    Trainer,
+    saved_config,
+)
 from . import add_variant_arguments
 
 DEFAULTS = TrainConfig()
@@ -56,12 +68,12 @@ def register(sub):
     p.add_argument("--lr", type=float, help=f"SGD learning rate, up to 1 (default {DEFAULTS.lr}); "
                    "an error with sdlm, which follows the paper's schedule")
     p.add_argument("--mu", type=float, help=f"SDLM damping mu in eta = epsilon / (mu + h) (default "
-                   f"{DEFAULTS.mu}; the paper prints 0.02, which diverges here)")
+                   f"{DEFAULTS.mu:g}, the paper's printed {PAPER_MU:g})")
     p.add_argument("--train-size", type=int, help="train on the first N images only (default: all 60,000)")
     p.add_argument("--distortions", type=int, metavar="N",
                    help="add N randomly distorted copies of the training images, made once "
                    "(the paper's distorted run: 540000); passes stay the size of the training set")
-    add_variant_arguments(p)
+    add_variant_arguments(p, DEFAULTS.variant)
     add_sdlm_reading_arguments(p)
     p.set_defaults(**{name: None for name in VARIANT_CHOICES})  # None: not given
     p.add_argument("--dtype", choices=("float32", "float64"), help="floating point type (default float32)")
@@ -82,10 +94,17 @@ def register(sub):
 
 def add_sdlm_reading_arguments(p):
     """Issue 14's readings of what the paper leaves open about SDLM (lenet5.train)."""
-    g = p.add_argument_group("SDLM readings (issue 14; defaults: the paper as printed)")
+    g = p.add_argument_group(f"SDLM readings (issue 14; defaults: the {DEFAULT_RECIPE} recipe)")
+    recipes = "; ".join(f"{name}: " + ", ".join(f"{flag(k)} {v}" for k, v in values.items())
+                        for name, values in RECIPES.items())
+    g.add_argument("--recipe", choices=tuple(RECIPES),
+                   help=f"a set of SDLM settings at once ({recipes}); flags given beside it win. "
+                   f"Default {DEFAULT_RECIPE}: the printed mu with the readings that make it train. "
+                   "mu1 is the recipe before issue 14 (the printed init and inputs, mu 1)")
     g.add_argument("--init", choices=INIT_SCALES,
-                   help="initial scale: paper +-2.4/F (default); sqrt +-1/sqrt(F) for every "
-                   "parameter; lush weights +-1/sqrt(F), biases 0, S2/S4 coefficients 0.5")
+                   help=f"initial scale: paper +-2.4/F (the print); sqrt +-1/sqrt(F) for every "
+                   f"parameter; lush weights +-1/sqrt(F), biases 0, S2/S4 coefficients 0.5 "
+                   f"(default {DEFAULTS.init})")
     g.add_argument("--subsample", choices=SUBSAMPLES,
                    help="S2/S4's trainable coefficient multiplies the 2x2 block's sum (default) or "
                    "its average: SDLM then steps the average's coefficient (h 16x smaller); the "
@@ -96,7 +115,8 @@ def add_sdlm_reading_arguments(p):
                    "own diagonal, log-sum-exp included)")
     g.add_argument("--hessian-every", type=int, metavar="N",
                    help=f"also re-estimate SDLM's Hessian every N samples within a pass, N a "
-                   f"multiple of {CHUNK} (default 0: once before each pass, the paper)")
+                   f"multiple of {CHUNK}; 0: once before each pass, the print (default "
+                   f"{DEFAULTS.hessian_every})")
 
 
 def flag(name):
@@ -104,9 +124,13 @@ def flag(name):
 
 
 def given_settings(args):
-    """The TrainConfig settings given on the command line (a flag left out is None)."""
-    return {f.name: getattr(args, f.name) for f in fields(TrainConfig)
-            if getattr(args, f.name, None) is not None}
+    """The TrainConfig settings given on the command line (a flag left out is None), a
+    --recipe's settings included where no flag of their own was given."""
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+             if getattr(args, f.name, None) is not None}
+    if getattr(args, "recipe", None):
+        given = dict(RECIPES[args.recipe], **given)
+    return given
 
 
 def new_config(given):
@@ -115,6 +139,8 @@ def new_config(given):
     config = TrainConfig(**given)
     if "loss" not in given:  # the criterion that goes with the output layer
         config = replace(config, loss=default_loss(config.variant))
+    if config.optimizer != "sdlm" and "hessian_every" not in given:  # (an SDLM setting)
+        config = replace(config, hessian_every=0)
     return config
 
 
@@ -124,7 +150,7 @@ def resumed_config(path, given):
     net, state = LeNet5.load(path, with_state=True)
     if "state.config" not in state:
         raise Lenet5Error(f"{path} holds no training state; it cannot be resumed")
-    saved = json.loads(str(state["state.config"]))
+    saved = saved_config(state["state.config"])
     settings = {f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved}
     conflicts, changes = [], {}
     for name, value in given.items():

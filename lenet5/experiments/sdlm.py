@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Lenet5Error
+from ..train import PAPER_MU
 from .jobs import mean_range, mnist, train_run
 from .runner import TINY_TRAIN_SIZE, Job
 
-PAPER_MU = 0.02
 PAPER_RANGE = (7e-5, 0.016)  # Section III, the pass-1 effective rates at mu = 0.02
 WINDOW = 2.0  # the issue's rule: the range's ends within a factor 2 of the paper's
 CAP_MARGIN = 1.1  # "at the cap": eta >= (epsilon / mu) / 1.1, i.e. h < mu / 10
@@ -24,7 +24,10 @@ SEEDS = (0, 1, 2)
 RATE_SEED = 0
 LAYERS = ("C1", "S2", "C3", "S4", "C5", "F6")
 BINS = np.logspace(-6, -1, 51)  # log-spaced rate bins for the figure
-# key -> (what it reads, TrainConfig overrides); the first is the paper as printed
+# every reading is the print (these settings, whatever TrainConfig's defaults) with overrides
+PRINT = {"mu": PAPER_MU, "init": "paper", "inputs": "paper", "subsample": "sum", "gn_seed": "2",
+         "hessian_every": 0}
+# key -> (what it reads, overrides of PRINT); the first is the paper as printed
 READINGS = {
     "paper": ("the print: init +-2.4/F, subsampling sum, GN seed 2, h before each pass", {}),
     "gn=1": ("GN seed 1 (Lush's 1/2 ||x-p||^2)", {"gn_seed": "1"}),
@@ -53,7 +56,7 @@ RATE_FIELDS = ("min", "p1", "median", "max", "cap_pct", "above_paper_pct")
 
 def reading_config(overrides, seed=RATE_SEED, tiny=False):
     """TrainConfig fields of a reading at the paper's mu."""
-    config = dict(overrides, mu=PAPER_MU, seed=seed)
+    config = dict(PRINT, **overrides, seed=seed)
     if tiny:
         config["train_size"] = TINY_TRAIN_SIZE
     return config
