@@ -201,7 +201,9 @@ class LeNet5:
         """Every layer's output for one (32, 32) image, as a dict in the order of the network:
         input (32, 32), C1 (6, 28, 28), S2 (6, 14, 14), C3 (16, 10, 10), S4 (16, 5, 5), C5 (120,),
         F6 (84,), OUT (10,) -- OUT holds the RBF outputs, the same as `forward` gives.
-        LeNet-1 and LeNet-4: their own layers (LeNet-1's input is its 28x28 field)."""
+        LeNet-1 and LeNet-4: their own layers (LeNet-1's input is its 28x28 field). The input is
+        on the printed levels (-0.1 .. 1.175) even where the network standardises it before C1
+        (inputs="unit"), so every network's input is drawn alike."""
         x = self._images(image)
         if len(x) != 1:
             raise Lenet5Error(f"layers() takes one image, got {len(x)}")
@@ -209,6 +211,9 @@ class LeNet5:
         names = ("input",) + tuple(layer.name for layer in layers(self.variant))
         out = {name: acts[ENGINE_SLOT[name]].copy() for name in names}
         out["input"] = out["input"][0]
+        a, b = engine.input_affine(self.variant, np.float64)
+        if (a, b) != (1.0, 0.0):  # x0 = a x + b -> x
+            out["input"] = ((out["input"] - b) / a).astype(self.dtype)
         return out
 
     def predict(self, x, batch=2000):

@@ -12,6 +12,7 @@ from test_hessian import VARIANTS
 from lenet5 import LeNet5, Lenet5Error, kernels
 from lenet5.architecture import VARIANT_CHOICES, Variant, table_mask
 from lenet5.audit import audit_rows
+from lenet5.data.mnist import TRAIN_MEAN, TRAIN_STD
 from lenet5.train import TrainConfig, Trainer
 
 ACT_CODES = {"scaled-tanh": kernels.ACT_SCALED_TANH, "tanh": kernels.ACT_TANH,
@@ -86,7 +87,8 @@ def test_forward_matches_the_reference_graph(variant):
         s = ref.network_forward(x[n], net.params, mask3, variant)
         np.testing.assert_allclose(y[n], s["y"], rtol=1e-11)
         layers = net.layers(x[n])
-        np.testing.assert_allclose(layers["input"], s["x0"][0], rtol=1e-12, atol=1e-15)
+        given = s["x0"][0] * TRAIN_STD + TRAIN_MEAN if variant.inputs == "unit" else s["x0"][0]
+        np.testing.assert_allclose(layers["input"], given, rtol=1e-12, atol=1e-15)  # the printed levels
         pairs = [(k, n) for k, n in (("x1", "C1"), ("x2", "S2"), ("x4", "S4"), ("x5", "C5"), ("x6", "F6"))
                  if k in s]
         assert {name for _, name in pairs} | {"input", "C3", "OUT"} == set(layers)
