@@ -248,3 +248,31 @@ def test_cli_records_the_readings_and_resume_keeps_them(mnist_dir, tmp_path, cap
     assert readings == ("sqrt", "average", "1", 500, "unit")
     assert LeNet5.load(checkpoint).variant == Variant(inputs="unit")  # the network carries its inputs
     assert len(json.loads(str(state["state.history"]))) == 2
+
+
+def test_recipes_set_their_settings_together_and_a_given_flag_wins():
+    from lenet5.cli import build_parser
+    from lenet5.commands.train import given_settings, new_config
+    from lenet5.train import DEFAULT_RECIPE, RECIPES
+
+    def config(*argv):
+        return new_config(given_settings(build_parser().parse_args(["train", *argv])))
+    default = config()
+    assert {k: getattr(default, k) for k in RECIPES[DEFAULT_RECIPE]} == RECIPES[DEFAULT_RECIPE]
+    mu1 = config("--recipe", "mu1")
+    assert {k: getattr(mu1, k) for k in RECIPES["mu1"]} == RECIPES["mu1"]
+    assert mu1.variant == Variant() and default.variant == Variant(inputs="unit")
+    mixed = config("--recipe", "mu1", "--mu", "0.5")
+    assert mixed.mu == 0.5 and mixed.init == "paper"
+    assert config("--optimizer", "sgd").hessian_every == 0  # an SDLM setting
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_as_it_was_trained(mnist, tmp_path):
+    """An older checkpoint's config lacks the settings added since (inputs, init, ...): they
+    are read as their values then (the mu1 recipe), not as today's defaults."""
+    from lenet5.train import RECIPES, saved_config
+
+    old = {"epochs": 2, "seed": 0, "mu": 1.0, "train_size": 300}  # written before init/inputs/hessian_every
+    full = saved_config(json.dumps(old))
+    assert {k: full[k] for k in RECIPES["mu1"]} == RECIPES["mu1"]
+    assert TrainConfig(**full).variant == Variant()
