@@ -96,7 +96,7 @@ DRIVER = textwrap.dedent("""
     opts = runner.Options(processes=2, runs=runs, data_dir=data, reuse=reuse)
     jobs = [runner.Job(f"s{s}", "test_reliability_experiments:small_train_run",
                        dict(config={"seed": s, "epochs": 3, "train_size": 600, "optimizer": "sgd"},
-                            runs=runs + "/demo", data_dir=data)) for s in (0, 1)]
+                            runs=runs + "/demo", data_dir=data)) for s in (0, 1, 2)]
     try:
         runner.run_jobs(jobs, opts, "demo")
     except Interrupted as e:
@@ -108,7 +108,8 @@ DRIVER = textwrap.dedent("""
 
 def test_ctrl_c_stops_every_worker_process_and_reuse_finishes(tmp_path, mnist_dir):
     """A real SIGINT to the parent of two worker processes (as Ctrl-C at a terminal, which
-    reaches only the parent): both runs save, exit 130; --reuse resumes both."""
+    reaches only the parent): both runs save, exit 130, and the third job, already handed to
+    a worker's queue by the executor, never starts; --reuse resumes both and runs the third."""
     args = [sys.executable, "-c", DRIVER, str(tmp_path), str(mnist_dir)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=REPO / "tests")
@@ -124,12 +125,13 @@ def test_ctrl_c_stops_every_worker_process_and_reuse_finishes(tmp_path, mnist_di
     assert "INTERRUPTED experiment demo interrupted" in out and "Traceback" not in err
     for key in ("s0", "s1"):
         assert (tmp_path / "demo" / key / "checkpoint.npz").exists()
+    assert not (tmp_path / "demo" / "s2").exists() and "[s2]" not in out
     again = subprocess.run(args + ["--reuse"], capture_output=True, text=True, timeout=120,
                            cwd=REPO / "tests")
     assert again.returncode == 0 and "DONE" in again.stdout, again.stdout + again.stderr
     assert "resuming" in again.stdout  # (a run that finished before Ctrl-C is reused instead)
-    for key in ("s0", "s1"):
-        assert f"[{key}] resuming" in again.stdout or f"[{key}] reusing" in again.stdout
+    for key in ("s0", "s1", "s2"):
+        assert f"[{key}] resuming" in again.stdout or f"[{key}] reusing" in again.stdout or key == "s2"
         result = json.loads((tmp_path / "demo" / f"{key}.result.json").read_text())["result"]
         assert [r["epoch"] for r in result["history"]] == [1, 2, 3]
 

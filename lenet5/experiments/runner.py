@@ -90,10 +90,15 @@ def call_arguments(job, opts):
     return kwargs
 
 
-def _worker_start():
+_STOP = None  # in a worker: the pool's stop event (set by _stop_pool)
+
+
+def _worker_start(stop):
     """In each worker process: its own process group, so a Ctrl-C at the terminal reaches
     only the parent, which passes it on once to every worker (see _stop_pool). An idle worker
     ignores it (it has nothing to save, and would only print a traceback from its queue)."""
+    global _STOP
+    _STOP = stop
     os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -101,6 +106,12 @@ def _worker_start():
 def _in_worker(fn, kwargs, threads):
     import numba
 
+    from ..train import Interrupted
+
+    # The executor hands a worker its next job before the current one ends, beyond the reach
+    # of future.cancel(); a job that arrives after Ctrl-C must not start.
+    if _STOP is not None and _STOP.is_set():
+        raise Interrupted("not started: the experiment was stopped")
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     signal.signal(signal.SIGINT, signal.default_int_handler)  # a job in progress hears Ctrl-C
     try:
@@ -205,7 +216,9 @@ def _run_pool(todo, workers, opts, finish):
     from ..train import Interrupted
 
     threads = max(1, (os.cpu_count() or 1) // workers)
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_start)
+    context = get_context("spawn")
+    stop = context.Event()
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(stop,))
     futures = {}
     try:
         for job in todo:
@@ -214,6 +227,7 @@ def _run_pool(todo, workers, opts, finish):
         for future in as_completed(futures):
             finish(futures[future], future.result)
     except (KeyboardInterrupt, Interrupted):
+        stop.set()
         _stop_pool(pool, futures, finish, opts)
         raise
     finally:
