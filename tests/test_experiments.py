@@ -176,7 +176,9 @@ def test_fig9_tiny(out):
     assert result["data"]["knn"]["train_size"] == 300
     for name in ("[16x16] LeNet-1", "LeNet-4"):  # trained here: one pass on 300 samples
         assert 0 < rows[name]["test_error_pct"] < 100 and rows[name]["source"].startswith("run here")
-    assert {"lenet1-seed0", "lenet4-seed0"} <= set(result["data"])
+    assert {"lenet1-seed0", "lenet4-seed0", "boosted-seed0"} <= set(result["data"])
+    boosted = rows["[dist] boosted LeNet-4"]  # three LeNet-4s, one pass each on a few hundred
+    assert 0 < boosted["test_error_pct"] < 100 and boosted["source"].startswith("run here")
     readme = (out / "results" / "fig9" / "README.md").read_text()
     assert "fig9.png" in readme and (out / "results" / "fig9" / "fig9.png").exists()
 

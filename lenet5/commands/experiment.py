@@ -34,6 +34,8 @@ def register(sub):
     p.add_argument("--rates-only", action="store_true",
                    help="sdlm: only the pass-1 rate screen of every reading (seconds each), no "
                    "training runs")
+    p.add_argument("--only", help="fig9: train only these comma-separated row groups (classical, lenet1, "
+                   "lenet4, boosted) and keep the other rows from the earlier results/fig9/results.json")
     p.add_argument("--checkpoint", help="rejection: the checkpoint to analyse (default: the shipped one)")
     p.set_defaults(func=run)
 
@@ -50,7 +52,7 @@ def options(args):
     return Options(tiny=args.tiny, seeds=seeds, epochs=args.epochs, processes=args.processes,
                    data_dir=args.data_dir, results=args.results and Path(args.results),
                    runs=args.runs and Path(args.runs), checkpoint=args.checkpoint, reuse=args.reuse,
-                   rates_only=args.rates_only)
+                   rates_only=args.rates_only, only=tuple(args.only.split(",")) if args.only else ())
 
 
 def run(args):

@@ -46,6 +46,7 @@ class Options:
     checkpoint: str | None = None  # rejection: the network to analyse (default: the shipped one)
     rates_only: bool = False  # sdlm: the pass-1 rate screen only, no training runs
     reuse: bool = False  # take a job's saved result (runs/<name>/<key>.json) when its inputs match
+    only: tuple = ()  # fig9: run only these row groups, keep the others from its earlier results.json
     log: object = print
 
     def __post_init__(self):
@@ -276,6 +277,8 @@ def command_line(name, opts):
         parts.append(f"--epochs {opts.epochs}")
     if opts.rates_only:
         parts.append("--rates-only")
+    if opts.only:
+        parts.append("--only " + ",".join(opts.only))
     if opts.checkpoint:
         parts.append(f"--checkpoint {portable(str(opts.checkpoint))}")
     return " ".join(parts)
@@ -364,6 +367,8 @@ def run_experiment(name, opts):
     if name not in NAMES:
         raise Lenet5Error(f"unknown experiment {name!r}: choose from {', '.join(NAMES)} or all")
     exp = module(name)
+    if opts.only and not hasattr(exp, "GROUPS"):
+        raise Lenet5Error(f"--only selects rows of fig9; experiment {name} has no such choice")
     started = time.perf_counter()
     results = run_jobs(exp.jobs(opts), opts, name)
     report = exp.report(results, opts)
