@@ -220,8 +220,8 @@ def run(args):
         if args.resume:
             print(f"resuming {args.resume} in a new run folder, {trainer.out_dir}")
     trainer.check_folder(args.overwrite)
-    print(f"training {config.optimizer}/{config.loss} for {config.epochs} epochs, seed {config.seed}, "
-          f"{len(trainer.train_x):,} images, {config.dtype}; run folder {trainer.out_dir}")
+    print(f"training {config.optimizer}/{config.loss}{sdlm_settings(config)} for {config.epochs} epochs, seed "
+          f"{config.seed}, {len(trainer.train_x):,} images, {config.dtype}; run folder {trainer.out_dir}")
     try:
         from ..warmup import compile_kernels
 
@@ -240,6 +240,18 @@ def run(args):
     print(f"done in {time.perf_counter() - started:.1f}s: test error {last['test_error_pct']:.2f}% "
           f"after {last['epoch']} epochs; checkpoint {trainer.checkpoint_path}")
     return 0
+
+
+def sdlm_settings(config):
+    """' (recipe NAME: ...)' naming the recipe whose settings the run has, or its own settings."""
+    if config.optimizer != "sdlm":
+        return ""
+    names = list(RECIPES[DEFAULT_RECIPE])
+    own = ", ".join(f"{flag(k)} {getattr(config, k)}" for k in names)
+    for name, values in RECIPES.items():
+        if all(getattr(config, k) == v for k, v in values.items()):
+            return f" (recipe {name}: {own})"
+    return f" ({own})"
 
 
 def resume_command(checkpoint, folder, args):
