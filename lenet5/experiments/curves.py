@@ -3,7 +3,7 @@ paper protocol (SDLM, MAP, online, no distortions), over several seeds."""
 import numpy as np
 
 from ..architecture import PAPER_RESULTS
-from .jobs import mean_range, mnist, per_pass, spread
+from .jobs import default_recipe_note, mean_range, mnist, per_pass, spread
 from .runner import Job
 
 SEEDS = (0, 1, 2)
@@ -37,7 +37,7 @@ def report(results, opts):
     notes = [f"Mean (min–max) over seeds {', '.join(results)}; one run takes "
              f"{np.mean(seconds):.0f} s of training on one core.",
              overtraining_note(test.mean(0))]
-    return {"headline": headline, "table": "\n".join(lines), "rows": rows, "notes": notes,
+    return {"headline": headline, "table": "\n".join(lines), "rows": rows, "notes": notes + [default_recipe_note()],
             "data": {"train_error_pct": train.tolist(), "test_error_pct": test.tolist(),
                      "seeds": list(results)}}
 

@@ -5,7 +5,7 @@ twice). Paper: 0.8% test error (82 misclassified patterns)."""
 import numpy as np
 
 from ..architecture import PAPER_RESULTS
-from .jobs import mean_range, mnist, per_pass, spread
+from .jobs import default_recipe_note, mean_range, mnist, per_pass, spread
 from .runner import TINY_TRAIN_SIZE, Job
 
 SEEDS = (0, 1, 2)
@@ -47,7 +47,7 @@ def report(results, opts):
              "Training error is measured on the undistorted originals."]
     headline = (f"test error {mean:.2f}% (range {lo:.2f}–{hi:.2f}%, {len(results)} seed(s)) with "
                 f"distortions; paper {paper_pct}%")
-    return {"headline": headline, "table": "\n".join(lines), "rows": rows, "notes": notes,
+    return {"headline": headline, "table": "\n".join(lines), "rows": rows, "notes": notes + [default_recipe_note()],
             "data": {"test_error_pct": test.tolist(), "train_error_pct": train.tolist(),
                      "errors": errors}}
 

@@ -16,6 +16,15 @@ MU1_NOTE = ("Trained with the `mu1` recipe (`lenet5 train --recipe mu1`: the pri
             "default now is `mu0.02` (README, \"Choices the paper left open\").")
 
 
+def default_recipe_note():
+    """The line saying a report's runs used TrainConfig's defaults (the default recipe)."""
+    from ..train import DEFAULT_RECIPE, RECIPES
+
+    settings = ", ".join(f"{k} {v}" for k, v in RECIPES[DEFAULT_RECIPE].items())
+    return (f"Trained with the default recipe `{DEFAULT_RECIPE}` ({settings}); results with the "
+            "recipe before issue 14, `--recipe mu1`, are in the README.")
+
+
 def recipe(name, **settings):
     """TrainConfig settings: a training recipe's (lenet5.train.RECIPES) with `settings` on top."""
     from ..train import RECIPES
