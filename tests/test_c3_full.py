@@ -66,7 +66,8 @@ def test_full_trains_all_kernels_and_round_trips(mnist, tmp_path):
     after = trainer.net.params["C3.weight"]
     assert np.all((after != before)[C3_UNCONNECTED].reshape(-1, 25).any(axis=1))
     loaded = LeNet5.load(trainer.checkpoint_path)
-    assert loaded.variant == FULL and np.array_equal(loaded.theta, trainer.net.theta)
+    assert loaded.variant == trainer.config.variant and loaded.variant.c3 == "full"
+    assert np.array_equal(loaded.theta, trainer.net.theta)
     # a Table I run cannot resume a fully connected checkpoint
     with pytest.raises(Lenet5Error, match="c3=full"):
         Trainer(TrainConfig(epochs=2), ((x, y), test), tmp_path, net=loaded)

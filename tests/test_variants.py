@@ -13,7 +13,7 @@ from lenet5 import LeNet5, Lenet5Error, kernels
 from lenet5.architecture import VARIANT_CHOICES, Variant, table_mask
 from lenet5.audit import audit_rows
 from lenet5.data.mnist import TRAIN_MEAN, TRAIN_STD
-from lenet5.train import TrainConfig, Trainer
+from lenet5.train import RECIPES, TrainConfig, Trainer
 
 ACT_CODES = {"scaled-tanh": kernels.ACT_SCALED_TANH, "tanh": kernels.ACT_TANH,
              "sigmoid": kernels.ACT_SIGMOID, "relu": kernels.ACT_RELU, "identity": kernels.ACT_IDENTITY}
@@ -185,7 +185,9 @@ def test_every_combination_trains_a_pass_and_its_checkpoint_carries_it(variant, 
     something (the loss falls within the pass) and its checkpoint loads as the same network."""
     (x, y), (tx, ty) = mnist
     loss = "ce" if variant.output == "softmax" else "map"
-    config = TrainConfig(epochs=1, train_size=2000, loss=loss, **variant.__dict__)
+    # the mu1 recipe, stable for every combination (at mu0.02, 3 of the 48 stop as diverged
+    # within this pass: pooling=average, c3=full with pooling=average or max; README, Variants)
+    config = TrainConfig(epochs=1, train_size=2000, loss=loss, **dict(RECIPES["mu1"], **variant.__dict__))
     trainer = Trainer(config, ((x, y), (tx[:500], ty[:500])), tmp_path / "run", progress=False,
                       log=lambda s: None)
     trainer.run()
