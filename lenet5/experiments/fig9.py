@@ -178,31 +178,33 @@ def boosted_run(key, seed, runs, data_dir=None, tiny=False, passes=BOOST_PASSES,
     member(1, ((train_x, train_y), test), {"size": len(train_x) * (1 + COPIES_PER_ORIGINAL),
                                           "originals": len(train_x)}, reuse)
     settings = np.array([seed, set_size, limit, boosting.BLOCK, boosting.STREAM_TAG, len(train_x)])
-    stream = boosting.PatternStream(train_x, train_y, seed, boosting.NET2_STREAM)
-    log = log_prefixed(f"{key} net2")
-    log(f"filtering new distorted patterns through net 1 for {set_size:,} (half right, half wrong)")
-    positions, summary, loaded = filtered_set(
-        out / "net2-set.npz", boosting.fingerprint(nets[0].theta, settings),
-        lambda: boosting.mixed_set(nets[0], stream, set_size, limit, log), reuse, log)
-    log(f"net 2's set: {summary['right']:,} right + {summary['wrong']:,} wrong of {summary['examined']:,} "
-        f"patterns examined (net 1 wrong on {summary['net1_stream_error_pct']:.2f}%)")
-    if not summary["size"]:
-        raise Lenet5Error(f"{key}: net 1 is right on all {summary['examined']:,} patterns examined; "
-                          "net 2 has no errors of net 1 to train on")
-    member(2, (stream.patterns(positions), test), summary, reuse and loaded)
 
-    stream = boosting.PatternStream(train_x, train_y, seed, boosting.NET3_STREAM)
-    log = log_prefixed(f"{key} net3")
-    log(f"filtering new distorted patterns through nets 1 and 2 for {set_size:,} disagreements")
-    positions, summary, loaded = filtered_set(
-        out / "net3-set.npz", boosting.fingerprint(nets[0].theta, nets[1].theta, settings),
-        lambda: boosting.disagreement_set(nets[0], nets[1], stream, set_size, limit, log), reuse, log)
-    log(f"net 3's set: {summary['size']:,} disagreements of {summary['examined']:,} patterns "
-        f"examined ({summary['disagreement_pct']:.2f}%)")
-    if not summary["size"]:
-        raise Lenet5Error(f"{key}: nets 1 and 2 agree on all {summary['examined']:,} patterns examined; "
-                          "net 3 has nothing to train on")
-    member(3, (stream.patterns(positions), test), summary, reuse and loaded)
+    def filtered_member(m, stream_id, what, make, describe, empty):
+        """Net m trained on the patterns of a new stream that the nets before it filter."""
+        stream = boosting.PatternStream(train_x, train_y, seed, stream_id)
+        log = log_prefixed(f"{key} net{m}")
+        log(f"filtering new distorted patterns through {what}")
+        positions, summary, loaded = filtered_set(
+            out / f"net{m}-set.npz", boosting.fingerprint(*(net.theta for net in nets), settings),
+            lambda: make(stream, log), reuse, log)
+        log(describe(summary))
+        if not summary["size"]:
+            raise Lenet5Error(f"{key}: {empty(summary)}")
+        member(m, (stream.patterns(positions), test), summary, reuse and loaded)
+
+    filtered_member(
+        2, boosting.NET2_STREAM, f"net 1 for {set_size:,} (half right, half wrong)",
+        lambda stream, log: boosting.mixed_set(nets[0], stream, set_size, limit, log),
+        lambda s: (f"net 2's set: {s['right']:,} right + {s['wrong']:,} wrong of {s['examined']:,} "
+                   f"patterns examined (net 1 wrong on {s['net1_stream_error_pct']:.2f}%)"),
+        lambda s: f"net 1 is right on all {s['examined']:,} patterns examined; net 2 has no errors of net 1 "
+                  "to train on")
+    filtered_member(
+        3, boosting.NET3_STREAM, f"nets 1 and 2 for {set_size:,} disagreements",
+        lambda stream, log: boosting.disagreement_set(nets[0], nets[1], stream, set_size, limit, log),
+        lambda s: (f"net 3's set: {s['size']:,} disagreements of {s['examined']:,} patterns examined "
+                   f"({s['disagreement_pct']:.2f}%)"),
+        lambda s: f"nets 1 and 2 agree on all {s['examined']:,} patterns examined; net 3 has nothing to train on")
 
     committee = {}
     for combine in boosting.COMBINES:
