@@ -243,20 +243,36 @@ def decision_notes(rates, trained, passes):
     return notes
 
 
+def default_reading():
+    """The reading whose settings are the default recipe's, or None."""
+    from ..train import DEFAULT_RECIPE, RECIPES
+
+    recipe = RECIPES[DEFAULT_RECIPE]
+    for key, (_, overrides) in READINGS.items():
+        if all(dict(PRINT, **overrides).get(k) == v for k, v in recipe.items()):
+            return key
+    return None
+
+
 def figures(results, opts, folder, plt):
-    rates, seen = {}, []
-    for k, r in results.items():  # a reading whose pass-1 rates equal an earlier one's is drawn once
-        hist = [r["layers"][layer]["histogram"] for layer in LAYERS] if k.startswith("rates/") else None
-        if hist is not None and hist not in seen:
-            rates[k.split("/", 1)[1]] = r
-            seen.append(hist)
+    hists = {k.split("/", 1)[1]: [r["layers"][layer]["histogram"] for layer in LAYERS]
+             for k, r in results.items() if k.startswith("rates/")}
+    default = default_reading()
+    rates = {}  # a reading whose pass-1 rates equal an earlier one's is drawn once
+    for k, r in results.items():
+        key = k.split("/", 1)[1]
+        if k.startswith("rates/") and all(hists[key] != hists[drawn] for drawn in rates):
+            rates[key] = r
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True)
     centres = np.sqrt(BINS[:-1] * BINS[1:])
-    colors = plt.get_cmap("tab10").colors
+    colors = plt.get_cmap("tab20").colors
     for ax, layer in zip(axes.flat, LAYERS):
-        for (key, r), color in zip(rates.items(), colors * 2):
+        for (key, r), color in zip(rates.items(), colors):
             counts = np.array(r["layers"][layer]["histogram"], float)
-            ax.step(centres, counts / max(counts.sum(), 1), where="mid", label=key, lw=1, color=color)
+            mine = default in hists and hists[key] == hists[default]  # the default recipe's rates
+            label = key if not mine else (f"{key} (default)" if key == default else f"{key} (= {default}, default)")
+            ax.step(centres, counts / max(counts.sum(), 1), where="mid", lw=2.2 if mine else 1,
+                    color="black" if mine else color, label=label, zorder=3 if mine else 2)
         ax.axvspan(*PAPER_RANGE, color="#55a868", alpha=0.15)
         ax.set_xscale("log")
         ax.set_title(layer)
