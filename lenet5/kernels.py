@@ -58,7 +58,8 @@ def activation_forward(u, x, kind):
             x[k] = u[k] if u[k] > 0 else f(0.0)
         return
     if kind == ACT_IDENTITY:
-        x[:] = u
+        for k in range(u.shape[0]):  # (a loop: an array assignment compiles a shape check, ~1 s)
+            x[k] = u[k]
         return
     one, two, half, ln2, inv_ln2, v_min = f(1.0), f(2.0), f(0.5), f(_LN2), f(1.0 / _LN2), f(_V_MIN)
     a, s2, offset = f(_TANH_FAMILY[kind, 0]), f(-2.0 * _TANH_FAMILY[kind, 1]), f(_TANH_FAMILY[kind, 2])
