@@ -134,9 +134,10 @@ def conv_forward(x, weight, bias, pairs, u):
                 out[q] += (w0 * row[q] + w1 * row[q + 1] + w2 * row[q + 2] + w3 * row[q + 3]
                            + w4 * row[q + 4])
     for m in range(maps):
-        for y in range(height):
+        for y in range(height):  # (row by row through slices: a flat index y * in_w + xx here
+            src, dst = wide[m, y * in_w:y * in_w + width], u[m, y]  # made the copy 4x slower)
             for xx in range(width):
-                u[m, y, xx] = wide[m, y * in_w + xx]
+                dst[xx] = src[xx]
 
 
 # dE/dW[m,c] = x[c] (*) delta[m]                     ('valid' correlation of input with delta)
@@ -160,9 +161,10 @@ def conv_backward(x, weight, delta, pairs, dweight, dbias, dx, need_dx):
     for m in range(maps):
         total = delta.dtype.type(0.0)
         for y in range(height):
+            src, dst = delta[m, y], padded[m, pad + y * in_w:pad + y * in_w + width]  # (slices: see conv_forward)
             for xx in range(width):
-                padded[m, pad + y * in_w + xx] = delta[m, y, xx]
-                total += delta[m, y, xx]
+                dst[xx] = src[xx]
+                total += src[xx]
         dbias[m] += total
     if need_dx:
         dx[:] = 0.0
