@@ -55,6 +55,7 @@ from .kernels import (
     conv_backward,
     conv_forward,
     dense_backward,
+    dense_backward_step,
     dense_forward,
     loss_forward_backward,
     map_partition,
@@ -248,7 +249,7 @@ def sample_forward(image, theta, spec, acts, scratch):
 
 
 @inlined
-def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power):
+def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power, eta):
     """Back-propagate deltas[7] (dE/dy) into grad (accumulated).
 
     power == 1: ordinary gradients; theta_w = theta, inputs = acts.
@@ -256,12 +257,17 @@ def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power):
     f'(u)^2 in place of f'(u), and the caller has seeded the output stage: scratch[6] holds
     d2E/dx6^2 (RBF output) or scratch[7] holds d2E/dz^2 (softmax output). `acts` always holds
     the real activations (for f' and the max-pooling winners).
+    eta (non-empty, power 1 only): the online step theta_w -= eta * gradient is applied to the
+    dense layers (C5, F6, a softmax output) as their gradient is formed (dense_backward_step);
+    their entries of grad are left untouched, the caller steps the rest.
     """
     prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source, affine = spec
     act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
     pool_act = ACT_IDENTITY if pool == POOL_MAX else act
     c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta_w, offsets, dims)
     g1w, g1b, g2c, g2b, g3w, g3b, g4c, g4b, g5w, g5b, g6w, g6b, gow, gob = unpack(grad, offsets, dims)
+    step = eta.shape[0] > 0
+    _, _, _, _, _, _, _, _, r5w, r5b, r6w, r6b, row, rob = unpack(eta if step else theta_w, offsets, dims)
     x0, x1, x2, x3, x4, x5, x6, y = acts
     i0, i1, i2, i3, i4, i5, i6, _ = inputs
     e0, e1, e2, e3, e4, e5, e6, dy = deltas
@@ -278,14 +284,23 @@ def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power):
     else:
         if power == 1:
             neg_log_softmax_backward(y, dy, dz)              # dE/dz
-        dense_backward(ih, ow, dz, gow, gob, dh, yes)       # dE/dx6 = W^T dE/dz
+        if step:
+            dense_backward_step(ih, ow, row, dz, ob, rob, dh, yes)
+        else:
+            dense_backward(ih, ow, dz, gow, gob, dh, yes)   # dE/dx6 = W^T dE/dz
     if dims[D_N6] > 0:
         activation_backward(x6, dx6, e6, power, act)         # delta6 = f'(u6) dE/dx6
         below, dbelow = (i5, dx5) if dims[D_N5] > 0 else (iflat4, dflat4)
-        dense_backward(below, f6w, e6, g6w, g6b, dbelow, yes)  # dE/dx5 = W6^T delta6
+        if step:
+            dense_backward_step(below, f6w, r6w, e6, f6b, r6b, dbelow, yes)
+        else:
+            dense_backward(below, f6w, e6, g6w, g6b, dbelow, yes)  # dE/dx5 = W6^T delta6
     if dims[D_N5] > 0:
         activation_backward(x5, dx5, e5, power, act)
-        dense_backward(iflat4, c5w, e5, g5w, g5b, dflat4, yes)
+        if step:
+            dense_backward_step(iflat4, c5w, r5w, e5, c5b, r5b, dflat4, yes)
+        else:
+            dense_backward(iflat4, c5w, e5, g5w, g5b, dflat4, yes)
     activation_backward(flat4, dflat4, e4.reshape(-1), power, pool_act)  # S4
     pool_backward(x3, i3, s4c, e4, g4c, g4b, dx3, pool, s4_source)  # dE/dx3 = beta4 up(delta4)
     # (S4 never shares its input maps; S2 does in LeNet-4)
@@ -313,7 +328,7 @@ def sample_loss_gradient(image, label, theta, spec, work, grad):
     acts, deltas, scratch = work
     sample_forward(image, theta, spec, acts, scratch)
     loss = loss_forward_backward(acts[7], label, spec[3][LOSS], spec[4], deltas[7])
-    sample_backward(theta, spec, acts, acts, deltas, scratch, grad, np.int64(1))
+    sample_backward(theta, spec, acts, acts, deltas, scratch, grad, np.int64(1), theta[:0])
     return loss
 
 
@@ -431,6 +446,10 @@ def sample_loop(images, labels, order, theta, eta, spec, mode, rbf_seed, losses,
     hessian = mode == MODE_HESSIAN
     weights = theta * theta if hessian else theta  # the backward pass's weights: w^2 for the Hessian
     grad = np.zeros_like(theta) if mode == MODE_STEP else out
+    # MODE_STEP: the dense layers (C5 on, the last in theta) take their step inside the backward
+    # pass; the parameters before them, theta[:stepped], are stepped here
+    step_eta = eta if mode == MODE_STEP else eta[:0]
+    stepped = spec[5][8, 0] if mode == MODE_STEP else 0
     for n in range(order.shape[0]):
         s = order[n]
         sample_forward(images[s], theta, spec, acts, scratch)
@@ -450,11 +469,10 @@ def sample_loop(images, labels, order, theta, eta, spec, mode, rbf_seed, losses,
             inputs, power = inputs_sq, np.int64(2)
         else:
             losses[n] = loss_forward_backward(acts[7], labels[s], spec[3][LOSS], spec[4], deltas[7])
-        sample_backward(weights, spec, acts, inputs, deltas, scratch, grad, power)
-        if mode == MODE_STEP:
-            for k in range(theta.shape[0]):  # the update, and grad zeroed for the next sample
-                theta[k] -= eta[k] * grad[k]
-                grad[k] = 0.0
+        sample_backward(weights, spec, acts, inputs, deltas, scratch, grad, power, step_eta)
+        for k in range(stepped):  # the step of the layers below C5, grad zeroed for the next sample
+            theta[k] -= eta[k] * grad[k]
+            grad[k] = 0.0
 
 
 @kernel

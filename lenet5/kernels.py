@@ -389,3 +389,27 @@ def loss_forward_backward(y, label, loss_kind, j, dy):
     for k in range(y.shape[0]):
         dy[k] -= np.exp(-y[k] - top) / total
     return y[label] + top + np.log(total)
+
+
+
+# ---------------------------------------------------------------- fast paths
+# The same sums as a reference kernel above, arranged for speed; tests/test_kernels.py checks
+# each against its reference.
+#
+# The online step fused into a dense layer's backward pass (engine.sample_loop, MODE_STEP):
+#   dE/dx = W^T delta (with W before the step), then W -= eta_W * delta x^T, b -= eta_b * delta
+# = dense_backward into a zeroed gradient followed by theta -= eta * grad, without storing the
+# gradient and reading it back: C5 and F6 hold 58,080 of LeNet-5's 61,750 parameters.
+
+@kernel
+def dense_backward_step(x, weight, eta_w, delta, bias, eta_b, dx, need_dx):
+    if need_dx:
+        dx[:] = 0.0
+    for o in range(weight.shape[0]):
+        d = delta[o]
+        bias[o] -= eta_b[o] * d
+        if need_dx:
+            for i in range(weight.shape[1]):  # first, with the weights before the step
+                dx[i] += weight[o, i] * d
+        for i in range(weight.shape[1]):
+            weight[o, i] -= eta_w[o, i] * (d * x[i])
