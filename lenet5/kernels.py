@@ -400,8 +400,10 @@ def loss_forward_backward(y, label, loss_kind, j, dy):
 #   dE/dx = W^T delta (with W before the step), then W -= eta_W * delta x^T, b -= eta_b * delta
 # = dense_backward into a zeroed gradient followed by theta -= eta * grad, without storing the
 # gradient and reading it back: C5 and F6 hold 58,080 of LeNet-5's 61,750 parameters.
+# Compiled without 'reassoc', so that eta * (delta x) is rounded as the unfused step rounds
+# eta * grad (reassociated, (eta * delta) * x would drift float32 training off the reference).
 
-@kernel
+@nb.njit(cache=True, fastmath=FASTMATH - {"reassoc"}, error_model="numpy")
 def dense_backward_step(x, weight, eta_w, delta, bias, eta_b, dx, need_dx):
     if need_dx:
         dx[:] = 0.0

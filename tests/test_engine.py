@@ -10,6 +10,7 @@ VARIANTS = {
     "max-relu-softmax": Variant(pooling="max", activation="relu", output="softmax"),
     "lenet1": Variant(arch="lenet1", output="softmax"),
     "lenet4": Variant(arch="lenet4", output="softmax"),
+    "unit-inputs": Variant(inputs="unit"),
 }
 
 
