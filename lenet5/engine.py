@@ -18,7 +18,16 @@ when their unit counts are non-zero.
 One sample's pass is the composition of the per-layer kernels in `lenet5.kernels`; the
 fused drivers below (online training, batch gradients, inference, Hessian estimate) call
 exactly that composition, so there is one implementation of the math.
+
+Compilation (a first run's cost) is kept to two compiled loops: `sample_loop` (online steps,
+batch gradients and the Hessian estimate) and `forward_chunk` (inference). The pass itself
+(`sample_forward`, `sample_backward`) is inlined into them at Numba's level, so LLVM optimises
+it once per loop rather than once more per level of calls; flags are passed as runtime values
+(a literal would compile a kernel once per value); the batch drivers run one chunk per Python
+thread (the kernels release the GIL) instead of compiling a parallel (parfor) version.
 """
+from concurrent.futures import ThreadPoolExecutor
+
 import numba as nb
 import numpy as np
 
@@ -46,6 +55,7 @@ from .kernels import (
     conv_backward,
     conv_forward,
     dense_backward,
+    dense_backward_step,
     dense_forward,
     loss_forward_backward,
     map_partition,
@@ -104,7 +114,11 @@ def graph_record(variant, dtype):
             source(by_name["S2"]), source(by_name["S4"]))
 
 kernel = nb.njit(**JIT_OPTIONS)
-parallel_kernel = nb.njit(parallel=True, **JIT_OPTIONS)
+# a step of the pass that is inlined into its callers when compiled (Numba IR inlining): one
+# optimisation of the whole pass per driver, instead of one more per level of calls
+inlined = nb.njit(inline="always", **JIT_OPTIONS)
+# the batch drivers run one chunk kernel per thread from Python threads (no parfor to compile)
+chunk_kernel = nb.njit(nogil=True, **JIT_OPTIONS)
 
 
 def variant_codes(variant, loss):
@@ -121,7 +135,7 @@ def make_spec(variant, prototypes, loss="map", j=1.0):
     return (prototypes, table_pairs(c1.table), table_pairs(variant.c3_table),
             variant_codes(variant, loss), prototypes.dtype.type(j),
             *graph_record(variant, prototypes.dtype),
-            input_affine(variant, prototypes.dtype))  # (flat: parallel kernels take no nesting)
+            input_affine(variant, prototypes.dtype))  # (flat: as the parallel kernels once needed)
 
 
 def input_affine(variant, dtype):
@@ -191,7 +205,7 @@ def resample_into(image, r, out):
             out[:, o] = BACKGROUND
 
 
-@kernel
+@inlined
 def sample_forward(image, theta, spec, acts, scratch):
     """x0 -> C1 -> S2 -> C3 -> S4 -> [C5] -> [F6] -> output; fills acts, returns nothing."""
     prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source, affine = spec
@@ -203,9 +217,13 @@ def sample_forward(image, theta, spec, acts, scratch):
     if dims[D_RESAMPLE]:
         resample_into(image, resample, x0[0])
     else:
-        x0[0] = image
+        for i in range(image.shape[0]):  # (loops, not array assignments: those compile a
+            for j in range(image.shape[1]):  # broadcasting check and its message, ~1 s each)
+                x0[0, i, j] = image[i, j]
     if affine[0] != 1.0 or affine[1] != 0.0:  # Variant(inputs="unit"): x0 = (x - mean) / std
-        x0[0] = affine[0] * x0[0] + affine[1]
+        for i in range(x0.shape[1]):
+            for j in range(x0.shape[2]):
+                x0[0, i, j] = affine[0] * x0[0, i, j] + affine[1]
     conv_forward(x0, c1w, c1b, c1_pairs, u1)
     activation_forward(u1.reshape(-1), x1.reshape(-1), act)
     pool_forward(x1, s2c, s2b, u2, pool, s2_source)
@@ -230,8 +248,8 @@ def sample_forward(image, theta, spec, acts, scratch):
         neg_log_softmax_forward(z, y)
 
 
-@kernel
-def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power):
+@inlined
+def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power, eta):
     """Back-propagate deltas[7] (dE/dy) into grad (accumulated).
 
     power == 1: ordinary gradients; theta_w = theta, inputs = acts.
@@ -239,17 +257,24 @@ def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power):
     f'(u)^2 in place of f'(u), and the caller has seeded the output stage: scratch[6] holds
     d2E/dx6^2 (RBF output) or scratch[7] holds d2E/dz^2 (softmax output). `acts` always holds
     the real activations (for f' and the max-pooling winners).
+    eta (non-empty, power 1 only): the online step theta_w -= eta * gradient is applied to the
+    dense layers (C5, F6, a softmax output) as their gradient is formed (dense_backward_step);
+    their entries of grad are left untouched, the caller steps the rest.
     """
     prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source, affine = spec
     act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
     pool_act = ACT_IDENTITY if pool == POOL_MAX else act
     c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta_w, offsets, dims)
     g1w, g1b, g2c, g2b, g3w, g3b, g4c, g4b, g5w, g5b, g6w, g6b, gow, gob = unpack(grad, offsets, dims)
+    step = eta.shape[0] > 0
+    _, _, _, _, _, _, _, _, r5w, r5b, r6w, r6b, row, rob = unpack(eta if step else theta_w, offsets, dims)
     x0, x1, x2, x3, x4, x5, x6, y = acts
     i0, i1, i2, i3, i4, i5, i6, _ = inputs
     e0, e1, e2, e3, e4, e5, e6, dy = deltas
     _, dx1, dx2, dx3, dx4, dx5, dx6, dz = scratch  # dE/dx of each layer's output
     flat4, iflat4, dflat4 = x4.reshape(-1), i4.reshape(-1), dx4.reshape(-1)
+    # flags as runtime values (a literal True/False, or 1/2, would compile each kernel twice)
+    yes, no = np.bool_(True), np.bool_(False)
     # the output layer's input (F6, else C5, else S4 flat): output, its `inputs`, its dE/dx
     h, ih, dh = (x6, i6, dx6) if dims[D_N6] > 0 else ((x5, i5, dx5) if dims[D_N5] > 0 else
                                                        (flat4, iflat4, dflat4))
@@ -259,19 +284,28 @@ def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power):
     else:
         if power == 1:
             neg_log_softmax_backward(y, dy, dz)              # dE/dz
-        dense_backward(ih, ow, dz, gow, gob, dh, True)       # dE/dx6 = W^T dE/dz
+        if step:
+            dense_backward_step(ih, ow, row, dz, ob, rob, dh, yes)
+        else:
+            dense_backward(ih, ow, dz, gow, gob, dh, yes)   # dE/dx6 = W^T dE/dz
     if dims[D_N6] > 0:
         activation_backward(x6, dx6, e6, power, act)         # delta6 = f'(u6) dE/dx6
         below, dbelow = (i5, dx5) if dims[D_N5] > 0 else (iflat4, dflat4)
-        dense_backward(below, f6w, e6, g6w, g6b, dbelow, True)  # dE/dx5 = W6^T delta6
+        if step:
+            dense_backward_step(below, f6w, r6w, e6, f6b, r6b, dbelow, yes)
+        else:
+            dense_backward(below, f6w, e6, g6w, g6b, dbelow, yes)  # dE/dx5 = W6^T delta6
     if dims[D_N5] > 0:
         activation_backward(x5, dx5, e5, power, act)
-        dense_backward(iflat4, c5w, e5, g5w, g5b, dflat4, True)
+        if step:
+            dense_backward_step(iflat4, c5w, r5w, e5, c5b, r5b, dflat4, yes)
+        else:
+            dense_backward(iflat4, c5w, e5, g5w, g5b, dflat4, yes)
     activation_backward(flat4, dflat4, e4.reshape(-1), power, pool_act)  # S4
     pool_backward(x3, i3, s4c, e4, g4c, g4b, dx3, pool, s4_source)  # dE/dx3 = beta4 up(delta4)
     # (S4 never shares its input maps; S2 does in LeNet-4)
     activation_backward(x3.reshape(-1), dx3.reshape(-1), e3.reshape(-1), power, act)  # beta f' up
-    conv_backward(i2, c3w, e3, c3_pairs, g3w, g3b, dx2, True)
+    conv_backward(i2, c3w, e3, c3_pairs, g3w, g3b, dx2, yes)
     activation_backward(x2.reshape(-1), dx2.reshape(-1), e2.reshape(-1), power, pool_act)
     if s2_source.shape[0] == x1.shape[0]:
         pool_backward(x1, i1, s2c, e2, g2c, g2b, dx1, pool, s2_source)
@@ -280,19 +314,21 @@ def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power):
         pool_backward(x1, i1, s2c, e2, g2c, g2b, per_map, pool, s2_source)
         dx1[:] = 0.0
         for m in range(s2_source.shape[0]):
-            dx1[s2_source[m]] += per_map[m]
+            for i in range(x1.shape[1]):
+                for j in range(x1.shape[2]):
+                    dx1[s2_source[m], i, j] += per_map[m, i, j]
     activation_backward(x1.reshape(-1), dx1.reshape(-1), e1.reshape(-1), power, act)
-    conv_backward(i0, c1w, e1, c1_pairs, g1w, g1b, e0, False)
+    conv_backward(i0, c1w, e1, c1_pairs, g1w, g1b, e0, no)
 
 
-@kernel
+@inlined
 def sample_loss_gradient(image, label, theta, spec, work, grad):
     """Forward, criterion, backward for one sample; adds dE/dtheta to grad, returns E.
     work = new_workspace(...)."""
     acts, deltas, scratch = work
     sample_forward(image, theta, spec, acts, scratch)
     loss = loss_forward_backward(acts[7], label, spec[3][LOSS], spec[4], deltas[7])
-    sample_backward(theta, spec, acts, acts, deltas, scratch, grad, 1)
+    sample_backward(theta, spec, acts, acts, deltas, scratch, grad, np.int64(1), theta[:0])
     return loss
 
 
@@ -300,19 +336,44 @@ def sample_loss_gradient(image, label, theta, spec, work, grad):
 
 def thread_bounds(n):
     """Split n samples into one contiguous chunk per Numba thread: chunk t is
-    [bounds[t], bounds[t+1]). Every parallel driver takes its samples this way."""
+    [bounds[t], bounds[t+1]). Every batch driver takes its samples this way."""
     parts = max(1, min(nb.get_num_threads(), n))
     return np.linspace(0, n, parts + 1).astype(np.int64)
 
 
-@parallel_kernel
+def run_chunks(work, bounds):
+    """work(t, a, b) for each chunk t = [a, b) of `bounds`, the chunks on parallel threads (the
+    chunk kernels release the GIL); the first chunk runs on the calling thread."""
+    chunks = [(t, int(bounds[t]), int(bounds[t + 1])) for t in range(bounds.shape[0] - 1)]
+    futures = [_pool(len(chunks) - 1).submit(work, *chunk) for chunk in chunks[1:]]
+    work(*chunks[0])
+    for future in futures:
+        future.result()
+
+
+_POOLS = {}
+
+
+def _pool(workers):
+    """A persistent pool of `workers` threads (started once, reused by every batch)."""
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lenet5-engine")
+    return _POOLS[workers]
+
+
+@chunk_kernel
+def forward_chunk(images, theta, spec, a, b, out):
+    """Outputs y of images[a:b] into out[a:b], on the calling thread."""
+    acts, _, scratch = new_workspace(theta, spec)
+    for s in range(a, b):
+        sample_forward(images[s], theta, spec, acts, scratch)
+        for k in range(out.shape[1]):
+            out[s, k] = acts[7][k]
+
+
 def forward_batch(images, theta, spec, bounds, out):
     """Outputs y for a batch; samples split over threads in contiguous chunks."""
-    for t in nb.prange(bounds.shape[0] - 1):
-        acts, _, scratch = new_workspace(theta, spec)
-        for s in range(bounds[t], bounds[t + 1]):
-            sample_forward(images[s], theta, spec, acts, scratch)
-            out[s] = acts[7]
+    run_chunks(lambda t, a, b: forward_chunk(images, theta, spec, a, b, out), bounds)
 
 
 @kernel
@@ -324,35 +385,24 @@ def forward_layers(image, theta, spec):
     return acts
 
 
-@parallel_kernel
 def loss_gradient_batch(images, labels, theta, spec, bounds, losses, grad):
     """Per-sample losses and the SUM of per-sample gradients; one gradient buffer per thread."""
-    parts = bounds.shape[0] - 1
-    partial = np.zeros((parts, theta.shape[0]), theta.dtype)
-    for t in nb.prange(parts):
-        work = new_workspace(theta, spec)
-        for s in range(bounds[t], bounds[t + 1]):
-            losses[s] = sample_loss_gradient(images[s], labels[s], theta, spec, work, partial[t])
-    grad[:] = 0.0
-    for t in range(parts):
-        grad += partial[t]
+    partial = np.zeros((bounds.shape[0] - 1, theta.shape[0]), theta.dtype)
+    order = np.arange(images.shape[0], dtype=np.int64)
+
+    def chunk(t, a, b):
+        sample_loop(images, labels, order[a:b], theta, theta, spec, MODE_GRADIENT, 0, losses[a:b], partial[t])
+
+    run_chunks(chunk, bounds)
+    np.sum(partial, axis=0, out=grad)
 
 
-@kernel
 def train_online(images, labels, order, theta, eta, spec, losses):
     """Online (batch-1) training over images[order]: for each sample,
     theta -= eta * dE/dtheta. eta is per parameter (SGD: constant; SDLM: eps / (mu + h))."""
-    work = new_workspace(theta, spec)
-    grad = np.zeros_like(theta)
-    for n in range(order.shape[0]):
-        s = order[n]
-        losses[n] = sample_loss_gradient(images[s], labels[s], theta, spec, work, grad)
-        for k in range(theta.shape[0]):  # the update, and grad zeroed for the next sample
-            theta[k] -= eta[k] * grad[k]
-            grad[k] = 0.0
+    sample_loop(images, labels, order, theta, eta, spec, MODE_STEP, 0, losses, theta[:0])
 
 
-@kernel
 def hessian_diagonal(images, theta, spec, hess):
     """LeCun's diagonal Gauss-Newton estimate (Appendix C), summed over `images` into hess:
     d2E/du2 = f'(u)^2 d2E/dx2;  d2E/dx2 = sum_k w_k^2 d2E/du_k2;  d2E/dw2 = sum x^2 d2E/du2.
@@ -371,26 +421,58 @@ def hessian_diagonal(images, theta, spec, hess):
 SEED_GAUSS_NEWTON, SEED_HALF, SEED_EXACT = range(3)
 
 
-@kernel
 def hessian_diagonal_seeded(images, theta, spec, rbf_seed, hess):
     """hessian_diagonal with the RBF output's seed chosen by `rbf_seed` (SEED_*)."""
+    n = images.shape[0]
+    sample_loop(images, np.zeros(0, np.int64), np.arange(n, dtype=np.int64), theta, theta, spec, MODE_HESSIAN,
+                rbf_seed, np.empty(n, theta.dtype), hess)
+
+
+# What sample_loop does with each sample (see there)
+MODE_STEP, MODE_GRADIENT, MODE_HESSIAN = range(3)
+
+
+@chunk_kernel
+def sample_loop(images, labels, order, theta, eta, spec, mode, rbf_seed, losses, out):
+    """The one compiled per-sample loop behind online training, batch gradients and the Hessian
+    estimate (so that a first run compiles the forward and backward passes once). For each
+    sample images[order[n]], after its forward pass:
+    MODE_STEP:     losses[n] = E, then the online step theta -= eta * dE/dtheta (out unused);
+    MODE_GRADIENT: losses[n] = E, out += dE/dtheta (the sum over the samples; eta unused);
+    MODE_HESSIAN:  out += the sample's diagonal Gauss-Newton terms (hessian_diagonal), the RBF
+                   output seeded by rbf_seed (labels, eta and losses unused)."""
     acts, deltas, scratch = new_workspace(theta, spec)
     inputs_sq, _, _ = new_workspace(theta, spec)
-    theta_sq = theta * theta
-    for s in range(images.shape[0]):
+    hessian = mode == MODE_HESSIAN
+    weights = theta * theta if hessian else theta  # the backward pass's weights: w^2 for the Hessian
+    grad = np.zeros_like(theta) if mode == MODE_STEP else out
+    # MODE_STEP: the dense layers (C5 on, the last in theta) take their step inside the backward
+    # pass; the parameters before them, theta[:stepped], are stepped here
+    step_eta = eta if mode == MODE_STEP else eta[:0]
+    stepped = spec[5][8, 0] if mode == MODE_STEP else 0
+    for n in range(order.shape[0]):
+        s = order[n]
         sample_forward(images[s], theta, spec, acts, scratch)
-        square_into(acts[0], inputs_sq[0])
-        square_into(acts[1], inputs_sq[1])
-        square_into(acts[2], inputs_sq[2])
-        square_into(acts[3], inputs_sq[3])
-        square_into(acts[4], inputs_sq[4])
-        square_into(acts[5], inputs_sq[5])
-        square_into(acts[6], inputs_sq[6])
-        if spec[3][OUTPUT] == OUTPUT_RBF:
-            rbf_curvature(acts[6], acts[7], spec, rbf_seed, scratch[6])
+        inputs, power = acts, np.int64(1)
+        if hessian:  # inputs x^2, f'^2, the output stage seeded with its curvature
+            square_into(acts[0].reshape(-1), inputs_sq[0].reshape(-1))
+            square_into(acts[1].reshape(-1), inputs_sq[1].reshape(-1))
+            square_into(acts[2].reshape(-1), inputs_sq[2].reshape(-1))
+            square_into(acts[3].reshape(-1), inputs_sq[3].reshape(-1))
+            square_into(acts[4].reshape(-1), inputs_sq[4].reshape(-1))
+            square_into(acts[5].reshape(-1), inputs_sq[5].reshape(-1))
+            square_into(acts[6].reshape(-1), inputs_sq[6].reshape(-1))
+            if spec[3][OUTPUT] == OUTPUT_RBF:
+                rbf_curvature(acts[6], acts[7], spec, rbf_seed, scratch[6])
+            else:
+                softmax_gauss_newton(acts[7], scratch[7])
+            inputs, power = inputs_sq, np.int64(2)
         else:
-            softmax_gauss_newton(acts[7], scratch[7])
-        sample_backward(theta_sq, spec, acts, inputs_sq, deltas, scratch, hess, 2)
+            losses[n] = loss_forward_backward(acts[7], labels[s], spec[3][LOSS], spec[4], deltas[7])
+        sample_backward(weights, spec, acts, inputs, deltas, scratch, grad, power, step_eta)
+        for k in range(stepped):  # the step of the layers below C5, grad zeroed for the next sample
+            theta[k] -= eta[k] * grad[k]
+            grad[k] = 0.0
 
 
 @kernel
@@ -418,8 +500,6 @@ def rbf_curvature(x6, y, spec, rbf_seed, out):
 
 @kernel
 def square_into(src, dst):
-    """dst = src ** 2, elementwise, any shape (both C-contiguous)."""
-    a = src.reshape(-1)
-    b = dst.reshape(-1)
-    for i in range(a.shape[0]):
-        b[i] = a[i] * a[i]
+    """dst = src ** 2, elementwise (flat views)."""
+    for i in range(src.shape[0]):
+        dst[i] = src[i] * src[i]

@@ -1,7 +1,7 @@
 """Compiling the Numba kernels before the first pass, so that pass 1 reports its own time.
 
 Numba compiles each kernel on its first call and caches the machine code (cache=True), so
-only the first run on a machine pays the compilation, about 40 s; without this, that time
+only the first run on a machine pays the compilation, about 13 s of CPU; without this, that time
 would hide inside pass 1 and make it look slow.
 """
 import tempfile

@@ -121,3 +121,17 @@ def test_criteria_values_and_derivatives(kind):
     # the MAP log-sum-exp stays finite for huge distances
     big = np.full(10, 1e4)
     assert np.isfinite(kernels.loss_forward_backward(big, 0, kernels.LOSS_MAP, j, dy))
+
+
+def test_dense_backward_step_is_backward_then_step():
+    """The fused online step of a dense layer (kernels.dense_backward_step) against the reference
+    dense_backward into a zeroed gradient, followed by the step W -= eta * dW, b -= eta * db."""
+    x, weight, bias, delta = random(120), random(84, 120), random(84), random(84)
+    eta_w, eta_b = np.abs(random(84, 120)), np.abs(random(84))
+    dweight, dbias, want_dx = np.zeros_like(weight), np.zeros(84), np.zeros(120)
+    kernels.dense_backward(x, weight, delta, dweight, dbias, want_dx, True)
+    w, b, dx = weight.copy(), bias.copy(), np.full(120, np.nan)
+    kernels.dense_backward_step(x, w, eta_w, delta, b, eta_b, dx, True)
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-13, atol=1e-15)  # with W before the step
+    np.testing.assert_allclose(w, weight - eta_w * dweight, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(b, bias - eta_b * dbias, rtol=1e-13, atol=1e-15)
