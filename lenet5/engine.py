@@ -503,3 +503,10 @@ def square_into(src, dst):
     """dst = src ** 2, elementwise (flat views)."""
     for i in range(src.shape[0]):
         dst[i] = src[i] * src[i]
+
+
+# Numba caches these functions with the code they call from the files below compiled in; a
+# change to any of those files must recompile them (lenet5.jit_cache).
+from .jit_cache import flush_if_changed  # noqa: E402
+
+flush_if_changed(globals(), *("kernels.py", "engine.py"))

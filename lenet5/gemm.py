@@ -249,3 +249,10 @@ def losses_and_gradient(theta, spec, images, labels):
         losses[a:a + CHUNK], dy = criterion(acts[7], labels[a:a + CHUNK], spec)
         backward_chunk(w, spec, acts, cols, dy, grad)
     return losses, grad
+
+
+# Numba caches these functions with the code they call from the files below compiled in; a
+# change to any of those files must recompile them (lenet5.jit_cache).
+from .jit_cache import flush_if_changed  # noqa: E402
+
+flush_if_changed(globals(), *("kernels.py", "gemm.py"))

@@ -333,3 +333,10 @@ def train_combinations(data, epochs=3, seed=0, lr=1e-3, lam=0.0, train_size=0, p
     return {"history": history, "alpha": net.alpha(), "paper_table": PAPER_MASK.copy(),
             "net": net, "settings": {"lr": lr, "lr_kernels": lr_kernels,
                                      "lr_logits": lr_logits, "lam": lam, "kernels": kernels}}
+
+
+# Numba caches these functions with the code they call from the files below compiled in; a
+# change to any of those files must recompile them (lenet5.jit_cache).
+from ..jit_cache import flush_if_changed  # noqa: E402
+
+flush_if_changed(globals(), *("kernels.py", "engine.py", "baselines/combinations.py"))

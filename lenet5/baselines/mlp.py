@@ -325,3 +325,10 @@ def train_mlp(data, hidden=(300,), epochs=10, seed=0, lr=32.0, lr_out=0.1, train
             f"{row['seconds']:6.1f}s  {row['samples_per_s']:,.0f} samples/s")
     return {"history": history, "n_params": net.n_params, "hidden": net.hidden,
             "paper": PAPER_BASELINES.get(net.hidden), "net": net}
+
+
+# Numba caches these functions with the code they call from the files below compiled in; a
+# change to any of those files must recompile them (lenet5.jit_cache).
+from ..jit_cache import flush_if_changed  # noqa: E402
+
+flush_if_changed(globals(), *("kernels.py", "baselines/mlp.py"))
