@@ -87,6 +87,7 @@ def small_train_run(key, data_dir, reuse=False, **kwargs):
     return jobs.train_run(key, data_dir=data_dir, reuse=reuse, **kwargs)
 
 
+EPOCHS = 6  # passes of each small run: long enough that both runs are mid-way at Ctrl-C
 DRIVER = textwrap.dedent("""
     import sys
     from lenet5.experiments import runner
@@ -95,7 +96,7 @@ DRIVER = textwrap.dedent("""
     runs, data, reuse = sys.argv[1], sys.argv[2], len(sys.argv) > 3
     opts = runner.Options(processes=2, runs=runs, data_dir=data, reuse=reuse)
     jobs = [runner.Job(f"s{s}", "test_reliability_experiments:small_train_run",
-                       dict(config={"seed": s, "epochs": 3, "train_size": 600, "optimizer": "sgd"},
+                       dict(config={"seed": s, "epochs": EPOCHS, "train_size": 600, "optimizer": "sgd"},
                             runs=runs + "/demo", data_dir=data)) for s in (0, 1, 2)]
     try:
         runner.run_jobs(jobs, opts, "demo")
@@ -103,7 +104,7 @@ DRIVER = textwrap.dedent("""
         print("INTERRUPTED", e, flush=True)
         sys.exit(130)
     print("DONE", flush=True)
-""")
+""").replace("EPOCHS", str(EPOCHS))
 
 
 def test_ctrl_c_stops_every_worker_process_and_reuse_finishes(tmp_path, mnist_dir):
@@ -114,7 +115,7 @@ def test_ctrl_c_stops_every_worker_process_and_reuse_finishes(tmp_path, mnist_di
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=REPO / "tests")
     started = set()
-    while started != {"s0", "s1"}:  # both runs have finished pass 1 and are in pass 2
+    while not {"s0", "s1"} <= started:  # both runs have finished pass 1 and are in pass 2
         line = proc.stdout.readline()
         assert line, proc.stderr.read()
         if "epoch   1" in line:
@@ -125,7 +126,8 @@ def test_ctrl_c_stops_every_worker_process_and_reuse_finishes(tmp_path, mnist_di
     assert "INTERRUPTED experiment demo interrupted" in out and "Traceback" not in err
     for key in ("s0", "s1"):
         assert (tmp_path / "demo" / key / "checkpoint.npz").exists()
-    assert not (tmp_path / "demo" / "s2").exists() and "[s2]" not in out
+    if "s2" not in started:  # (unless s0 or s1 had already finished all its passes, rare)
+        assert not (tmp_path / "demo" / "s2").exists() and "[s2]" not in out
     again = subprocess.run(args + ["--reuse"], capture_output=True, text=True, timeout=120,
                            cwd=REPO / "tests")
     assert again.returncode == 0 and "DONE" in again.stdout, again.stdout + again.stderr
@@ -133,7 +135,7 @@ def test_ctrl_c_stops_every_worker_process_and_reuse_finishes(tmp_path, mnist_di
     for key in ("s0", "s1", "s2"):
         assert f"[{key}] resuming" in again.stdout or f"[{key}] reusing" in again.stdout or key == "s2"
         result = json.loads((tmp_path / "demo" / f"{key}.result.json").read_text())["result"]
-        assert [r["epoch"] for r in result["history"]] == [1, 2, 3]
+        assert [r["epoch"] for r in result["history"]] == list(range(1, EPOCHS + 1))
 
 
 def test_tiny_never_writes_into_results(here):
