@@ -153,3 +153,16 @@ def test_cli_train_arch_lenet1(mnist_dir, tmp_path):
     bad = run_cli("train", "--arch", "lenet4", "--output", "rbf", "--data-dir", str(mnist_dir),
                   "--out", str(tmp_path / "l4"))
     assert bad.returncode == 2 and "use output softmax" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_trainers_error_pct_is_predicts(mnist):
+    """The trainer's per-pass evaluation (one engine batch, no per-call checks) against
+    LeNet5.predict, for the shipped network and an untrained unit-input one."""
+    from lenet5.architecture import Variant
+    from lenet5.model import reference_checkpoint
+    from lenet5.train import error_pct
+
+    images, labels = mnist[1][0][:700], mnist[1][1][:700]
+    for net in (LeNet5.load(reference_checkpoint()), LeNet5.init(seed=2, variant=Variant(inputs="unit"))):
+        x = np.ascontiguousarray(images, dtype=net.dtype)
+        assert error_pct(net, x, labels) == 100.0 * float(np.mean(net.predict(x) != labels))
