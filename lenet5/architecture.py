@@ -6,7 +6,7 @@ and the README -- reads the layer sizes, the C3 connection table, the variant ch
 the paper's figures from here.
 """
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -126,6 +126,11 @@ class Variant:
     @property
     def is_paper(self):
         return self == PAPER
+
+    @property
+    def graph(self):
+        """The choices that make the graph (all but the input scaling, which changes no count)."""
+        return replace(self, inputs=PAPER.inputs)
 
     def changes(self):
         """name -> choice for every choice that differs from the paper's."""

@@ -10,8 +10,8 @@ ABOUT = 0.05  # "about 2,600": within 5%
 def audit_rows(variant=PAPER):
     """One dict per layer plus a 'total' row: our counts and, for the paper's configuration,
     the paper's figures and whether they match (None for other variants)."""
-    paper = variant.is_paper
-    published = Variant(arch=variant.arch, output=variant.output) == variant  # as in the paper
+    paper = variant.graph.is_paper  # (standardised inputs change no count)
+    published = Variant(arch=variant.arch, output=variant.output) == variant.graph  # as in the paper
     rows = [{"layer": layer.name, "maps": layer.maps, "size": f"{layer.size}x{layer.size}",
              "parameters": layer.trainable, "connections": layer.connections,
              "paper": PAPER_FIGURES[layer.name] if paper else None}
@@ -41,7 +41,7 @@ def format_audit(rows, variant=PAPER):
     paper = rows[-1]["paper_parameters"] is not None
     head = f"{'layer':<6} {'maps x size':>12} {'parameters':>11} {'connections':>12}"
     head += f"   {'paper':>18}  ok" if paper else ""
-    lines = [] if paper and variant.arch == "lenet5" else [
+    lines = [] if variant.is_paper else [
         f"variant: {variant.describe()}" + ("" if paper else " (the paper's figures are for its own network)")]
     lines += [head, "-" * len(head)]
     for r in rows:

@@ -169,6 +169,7 @@ def test_audit_counts_follow_the_variant():
     assert counts(c3="full")["C3"] == (16 * 151, 100 * 16 * 151)
     assert counts()["total"] == (60_000, 340_908)
     assert all(r["matches_paper"] is None for r in audit_rows(Variant(activation="relu")))
+    assert all(r["matches_paper"] for r in audit_rows(Variant(inputs="unit")))  # scaling changes no count
     from lenet5.model import free_parameters
     for v in VARIANTS:
         assert free_parameters(v) == counts(**v.changes())["total"][0], v
