@@ -509,4 +509,4 @@ def square_into(src, dst):
 # change to any of those files must recompile them (lenet5.jit_cache).
 from .jit_cache import flush_if_changed  # noqa: E402
 
-flush_if_changed(globals(), *("kernels.py", "engine.py"))
+flush_if_changed(globals(), "kernels.py", "engine.py")

@@ -255,4 +255,4 @@ def losses_and_gradient(theta, spec, images, labels):
 # change to any of those files must recompile them (lenet5.jit_cache).
 from .jit_cache import flush_if_changed  # noqa: E402
 
-flush_if_changed(globals(), *("kernels.py", "gemm.py"))
+flush_if_changed(globals(), "kernels.py", "gemm.py")

@@ -191,7 +191,11 @@ class LeNet5:
 
     def forward(self, x):
         """RBF outputs y (N, 10): squared distances of F6's output to each prototype."""
-        x = self._images(x)
+        return self.forward_checked(self._images(x))
+
+    def forward_checked(self, x):
+        """forward() of images already checked and laid out as `_images` returns them (the
+        trainer checks its sets once, then evaluates them after every pass)."""
         out = np.empty((x.shape[0], 10), dtype=self.dtype)
         engine.forward_batch(x, self.theta, self.spec(self.default_loss), engine.thread_bounds(x.shape[0]),
                              out)

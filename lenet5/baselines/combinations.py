@@ -339,4 +339,4 @@ def train_combinations(data, epochs=3, seed=0, lr=1e-3, lam=0.0, train_size=0, p
 # change to any of those files must recompile them (lenet5.jit_cache).
 from ..jit_cache import flush_if_changed  # noqa: E402
 
-flush_if_changed(globals(), *("kernels.py", "engine.py", "baselines/combinations.py"))
+flush_if_changed(globals(), "kernels.py", "engine.py", "baselines/combinations.py")

@@ -331,4 +331,4 @@ def train_mlp(data, hidden=(300,), epochs=10, seed=0, lr=32.0, lr_out=0.1, train
 # change to any of those files must recompile them (lenet5.jit_cache).
 from ..jit_cache import flush_if_changed  # noqa: E402
 
-flush_if_changed(globals(), *("kernels.py", "baselines/mlp.py"))
+flush_if_changed(globals(), "kernels.py", "baselines/mlp.py")
