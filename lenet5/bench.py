@@ -29,21 +29,14 @@ from . import ceiling, engine, gemm
 from .errors import Lenet5Error
 from .files import write_json_atomic
 from .model import LeNet5
-from .train import HESSIAN_SAMPLES, PAPER_MU, TrainConfig, sdlm_epsilon
+from .train import HESSIAN_SAMPLES, PAPER_MU, TrainConfig, hessian_estimates_per_pass, sdlm_epsilon
 
 PASS = 60_000  # MNIST's training set: "s/pass" = PASS / rate
 EVAL = 70_000  # training + test set, evaluated after every pass in the paper's protocol
 PASSES = 20  # the paper's protocol: 20 passes
 
 
-def hessian_estimates_per_pass(passes_of=60_000):
-    """Hessian estimates a pass of the default training recipe makes: one before the pass,
-    and one every TrainConfig().hessian_every samples within it."""
-    every = TrainConfig().hessian_every
-    return 1 + ((passes_of - 1) // every if every else 0)
-
-
-HESSIANS = hessian_estimates_per_pass()
+HESSIANS = hessian_estimates_per_pass(PASS, TrainConfig().hessian_every)  # the default recipe's
 SDLM_EPS = sdlm_epsilon(1)  # eta = eps / (mu + h): the paper's first-pass values
 SGD_ETA = 1e-3
 

@@ -173,6 +173,12 @@ def saved_config(text):
     return dict(before, **json.loads(str(text)))
 
 
+def hessian_estimates_per_pass(n, hessian_every):
+    """How many Hessian estimates an SDLM pass of n samples makes: one before it, and one at
+    every multiple of hessian_every inside it (Trainer._run_epoch)."""
+    return 1 + ((n - 1) // hessian_every if hessian_every else 0)
+
+
 def hessian_estimate(net, images, rng, gn_seed="2", loss=None, j=MAP_J):
     """Mean diagonal Gauss-Newton term h_kk over HESSIAN_SAMPLES random training images
     (`images`: an array, or a source with `__len__` and `images(indices)`), seeded at an RBF

@@ -276,3 +276,15 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes_as_it_was_trained(mn
     full = saved_config(json.dumps(old))
     assert {k: full[k] for k in RECIPES["mu1"]} == RECIPES["mu1"]
     assert TrainConfig(**full).variant == Variant()
+
+
+def test_hessian_estimates_per_pass_counts_what_the_trainer_does(mnist, tmp_path):
+    from lenet5.train import hessian_estimates_per_pass
+
+    for every in (0, 500, 1000):
+        trainer = Trainer(TrainConfig(epochs=1, train_size=1500, hessian_every=every, mu=1.0),
+                          small(mnist, 1500, 100), tmp_path / f"h{every}", progress=False, log=lambda s: None)
+        calls, real = [], trainer._step_sizes
+        trainer._step_sizes = lambda *a, calls=calls, real=real: (calls.append(1), real(*a))[1]
+        trainer.run()
+        assert len(calls) == hessian_estimates_per_pass(1500, every), every
