@@ -29,6 +29,7 @@ STATE_ENTRIES = {
     "state.epoch_losses": "the pass's per-sample losses, a finite float vector",
     "state.epoch_seconds": "seconds spent in the pass so far, a finite float >= 0",
     "state.initial_loss": "the untrained network's mean loss, a finite float",
+    "state.pending_row": "a JSON object: the metrics of the pass just saved, awaiting its errors",
 }
 
 
@@ -129,6 +130,7 @@ _STATE_CHECKS = {
     "state.epoch_losses": lambda a, n: _float_vector(a),
     "state.epoch_seconds": lambda a, n: _float_scalar(a, 0.0),
     "state.initial_loss": lambda a, n: _float_scalar(a),
+    "state.pending_row": lambda a, n: _json(a, dict) is not None,
 }
 assert set(_STATE_CHECKS) == set(STATE_ENTRIES)
 
@@ -136,12 +138,17 @@ assert set(_STATE_CHECKS) == set(STATE_ENTRIES)
 def _check_consistent(state, where):
     """The entries agree: the pass in progress follows the history; a checkpoint saved in
     the middle of a pass has that pass's step sizes, losses and time."""
+    position = int(state["state.position"]) if "state.position" in state else 0
+    pending = "state.pending_row" in state  # (saved at the end of a pass, before its evaluation)
+    if pending and (position or "state.epoch" not in state
+                    or json.loads(str(state["state.pending_row"])).get("epoch") != int(state["state.epoch"]) - 1):
+        raise Lenet5Error(f"{where}: state.pending_row must be the pass before state.epoch, saved at "
+                          "the start of a pass")
     if "state.history" in state and "state.epoch" in state:
-        done, epoch = len(json.loads(str(state["state.history"]))), int(state["state.epoch"])
+        done, epoch = len(json.loads(str(state["state.history"]))) + pending, int(state["state.epoch"])
         if epoch != done + 1:
             raise Lenet5Error(f"{where}: state.epoch is {epoch} but state.history lists {done} "
                               "finished passes")
-    position = int(state["state.position"]) if "state.position" in state else 0
     if position:
         missing = [n for n in ("state.eta", "state.epoch_losses", "state.epoch_seconds") if n not in state]
         if missing:

@@ -334,10 +334,10 @@ def sample_loss_gradient(image, label, theta, spec, work, grad):
 
 # ---------------------------------------------------------------- drivers
 
-def thread_bounds(n):
-    """Split n samples into one contiguous chunk per Numba thread: chunk t is
-    [bounds[t], bounds[t+1]). Every batch driver takes its samples this way."""
-    parts = max(1, min(nb.get_num_threads(), n))
+def thread_bounds(n, threads=None):
+    """Split n samples into one contiguous chunk per thread (default: Numba's thread count):
+    chunk t is [bounds[t], bounds[t+1]). Every batch driver takes its samples this way."""
+    parts = max(1, min(threads or nb.get_num_threads(), n))
     return np.linspace(0, n, parts + 1).astype(np.int64)
 
 

@@ -193,12 +193,13 @@ class LeNet5:
         """RBF outputs y (N, 10): squared distances of F6's output to each prototype."""
         return self.forward_checked(self._images(x))
 
-    def forward_checked(self, x):
+    def forward_checked(self, x, threads=None):
         """forward() of images already checked and laid out as `_images` returns them (the
-        trainer checks its sets once, then evaluates them after every pass)."""
+        trainer checks its sets once, then evaluates them after every pass), on `threads`
+        threads (default: all of Numba's)."""
         out = np.empty((x.shape[0], 10), dtype=self.dtype)
-        engine.forward_batch(x, self.theta, self.spec(self.default_loss), engine.thread_bounds(x.shape[0]),
-                             out)
+        engine.forward_batch(x, self.theta, self.spec(self.default_loss),
+                             engine.thread_bounds(x.shape[0], threads), out)
         return out
 
     def layers(self, image):

@@ -47,7 +47,13 @@ class Progress:
                 f"{rate:,.0f}/s eta {eta:4.0f}s")
         return f"{text} {note}".rstrip()
 
-    def close(self):
+    def clear(self):
+        """Blank the bar's line (so another line can be printed there); the next update
+        redraws it."""
         if self.enabled and self.tty:
             self.stream.write("\r" + " " * 100 + "\r")
             self.stream.flush()
+            self._last_draw = 0.0
+
+    def close(self):
+        self.clear()

@@ -10,6 +10,7 @@ import math
 import numbers
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -64,6 +65,7 @@ SUBSAMPLING_COEFFS = ("S2.coeff", "S4.coeff")
 CHUNK = 500  # samples per kernel call: the granularity of progress, Ctrl-C and NaN checks
 METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_error_pct", "test_error_pct", "seconds",
                  "samples_per_s")
+ERROR_FIELDS = ("train_error_pct", "test_error_pct")  # what the end-of-pass evaluation adds
 
 
 def sdlm_epsilon(epoch):
@@ -243,11 +245,26 @@ class DistortedSource:
         return self.pool.images(indices), self.pool.labels(indices)
 
 
-def error_pct(net, images, labels):
+def error_pct(net, images, labels, threads=None):
     """Error % of `net` on `images` already checked (model.check_images) and laid out as its
     engine takes them (C-contiguous, its dtype): one batch, no per-call checks or copies (the
-    trainer evaluates 70,000 images after every pass)."""
-    return 100.0 * float(np.mean(net.forward_checked(images).argmin(axis=1) != labels))
+    trainer evaluates 70,000 images after every pass), on `threads` threads (default all)."""
+    return 100.0 * float(np.mean(net.forward_checked(images, threads).argmin(axis=1) != labels))
+
+
+# The end-of-pass evaluation of every pass but the last runs here, on a copy of the pass's
+# final parameters, while the next pass trains on the calling thread: one core each (the
+# engine's kernels release the GIL), so 70,000 forward passes cost the protocol no wall time.
+_EVALUATOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lenet5-evaluation")
+
+
+class PendingPass:
+    """A finished pass whose metrics row still lacks its train and test error (ERROR_FIELDS):
+    `row`, the parameters it ended with (`theta`), and the background evaluation of them
+    (`future`; None when the errors are still to be computed, as after a resume)."""
+
+    def __init__(self, row, theta=None, future=None):
+        self.row, self.theta, self.future = row, theta, future
 
 
 # Divergence, checked after every chunk of samples. Trained LeNet-5 weights stay below 2 in
@@ -314,12 +331,16 @@ class Trainer:
         self.eta = state.get("state.eta")
         self.epoch_losses = state.get("state.epoch_losses")
         self.epoch_seconds = float(state.get("state.epoch_seconds", 0.0))
+        # the last pass, saved before its evaluation finished (see _end_pass)
+        self.pending = (PendingPass(json.loads(str(state["state.pending_row"])))
+                        if "state.pending_row" in state else None)
         # the untrained network's mean loss: the yardstick of a loss blow-up
         self.initial_loss = float(state["state.initial_loss"]) if "state.initial_loss" in state else None
         self._measure_initial_loss = net is None
         self._stop = False
         self.saved, self.saved_at = None, None  # what of this run is on disk: text, (epoch, position)
         self.phase = "setting up"
+        self.bar = None  # the progress bar of the pass in progress
 
     # ---------------------------------------------------------------- state
     @property
@@ -330,6 +351,8 @@ class Trainer:
         state = {"state.config": json.dumps(asdict(self.config)),
                  "state.history": json.dumps(self.history),
                  "state.epoch": self.epoch, "state.position": self.position if mid_epoch else 0}
+        if self.pending is not None:  # (only at the end of a pass: see _end_pass)
+            state["state.pending_row"] = json.dumps(self.pending.row)
         if mid_epoch:
             state.update({"state.eta": self.eta, "state.epoch_losses": self.epoch_losses,
                           "state.epoch_seconds": self.epoch_seconds})
@@ -383,9 +406,11 @@ class Trainer:
         theirs = saved_config(state["state.config"])
         for name in RESUME_CHANGEABLE:
             mine.pop(name, None), theirs.pop(name, None)
+        pending = self.pending.row if self.pending is not None else None
         return (mine == theirs and int(state.get("state.epoch", 1)) == self.epoch
                 and int(state.get("state.position", 0)) == self.position
-                and json.loads(str(state.get("state.history", "[]"))) == self.history)
+                and json.loads(str(state.get("state.history", "[]"))) == self.history
+                and json.loads(str(state.get("state.pending_row", "null"))) == pending)
 
     def _bytes_needed(self):
         """Room a checkpoint save takes: the new file beside the old one until the rename."""
@@ -449,7 +474,9 @@ class Trainer:
             claim(self.out_dir, self._is_own, overwrite)
             if self.checkpoint_path.exists():  # this run's own checkpoint (claim checked it)
                 self._mark_saved(self.epoch, self.position)
-                if self.history:
+                if self.pending is not None:  # saved before its evaluation finished
+                    self._finish_pending()
+                elif self.history:
                     self._write_metrics()  # in case a failed write left them behind
             previous = signal.signal(signal.SIGINT, self._on_sigint)
             try:
@@ -487,6 +514,9 @@ class Trainer:
             if set(row) != set(METRIC_FIELDS):
                 raise Lenet5Error(f"the checkpoint's history has a pass with fields {sorted(row)}, "
                                   f"expected {list(METRIC_FIELDS)}")
+        if self.pending is not None and set(self.pending.row) != set(METRIC_FIELDS) - set(ERROR_FIELDS):
+            raise Lenet5Error(f"the checkpoint's unevaluated pass has fields {sorted(self.pending.row)}, "
+                              f"expected {[f for f in METRIC_FIELDS if f not in ERROR_FIELDS]}")
 
     def _run_epoch(self):
         cfg, epoch, n = self.config, self.epoch, len(self.train_x)
@@ -501,37 +531,70 @@ class Trainer:
         else:
             self.lr = sdlm_epsilon(epoch) if cfg.optimizer == "sdlm" else cfg.lr
         self.phase = f"pass {epoch}"
-        bar = Progress(n, desc=f"epoch {epoch:2d}", enabled=self.progress)
+        self.bar = bar = Progress(n, desc=f"epoch {epoch:2d}", enabled=self.progress)
         bar.update(self.position)
         step = cfg.batch_size if cfg.batch_size > 1 else CHUNK
         if self._measure_initial_loss and self.initial_loss is None:
             self.initial_loss = self._untrained_loss()
-        while self.position < n:
-            if (cfg.optimizer == "sdlm" and cfg.hessian_every and self.position
-                    and self.position % cfg.hessian_every == 0):
-                self.lr, self.eta = self._step_sizes(epoch, self._within_pass_rng(epoch, self.position))
-            a, b = self.position, min(self.position + step, n)
-            self._train_slice(order[a:b], self.epoch_losses[a:b])
-            self._check_divergence(order, a, b)
-            self.position = b
-            bar.update(b - a, note=f"loss {self.epoch_losses[:b].mean():.4f}")
-            if self._stop and self.position < n:
-                bar.close()
-                self.epoch_seconds += time.perf_counter() - start
-                self.phase = f"saving pass {epoch} mid-way"
-                self._save(f"pass {epoch} up to sample {self.position:,}", mid_epoch=True)
-                raise Interrupted(f"interrupted in epoch {epoch} after {self.position:,} of {n:,} "
-                                  f"samples; saved {self.checkpoint_path}")
+        try:
+            while self.position < n:
+                if (cfg.optimizer == "sdlm" and cfg.hessian_every and self.position
+                        and self.position % cfg.hessian_every == 0):
+                    self.lr, self.eta = self._step_sizes(epoch, self._within_pass_rng(epoch, self.position))
+                a, b = self.position, min(self.position + step, n)
+                self._train_slice(order[a:b], self.epoch_losses[a:b])
+                self._check_divergence(order, a, b)
+                self.position = b
+                bar.update(b - a, note=f"loss {self.epoch_losses[:b].mean():.4f}")
+                if self.pending is not None and self.pending.future is not None and self.pending.future.done():
+                    self._finish_pending()  # the pass before: its row, as soon as it is known
+                if self._stop and self.position < n:
+                    bar.close()
+                    self.epoch_seconds += time.perf_counter() - start
+                    self._finish_pending()  # (the checkpoint below holds the whole history)
+                    self.phase = f"saving pass {epoch} mid-way"
+                    self._save(f"pass {epoch} up to sample {self.position:,}", mid_epoch=True)
+                    raise Interrupted(f"interrupted in epoch {epoch} after {self.position:,} of {n:,} "
+                                      f"samples; saved {self.checkpoint_path}")
+        except Lenet5Error:  # (divergence, a failed write): the pass before still gets its row
+            self._finish_pending(quiet=True)
+            raise
         bar.close()
-        self.phase = f"the end-of-pass evaluation of pass {epoch}"
+        self.bar = None
         seconds = self.epoch_seconds + time.perf_counter() - start
-        row = {
-            "epoch": epoch, "lr": self.lr,
-            "train_loss": float(np.mean(self.epoch_losses, dtype=np.float64)),
-            "train_error_pct": error_pct(self.net, self.train_x, self.train_y),
-            "test_error_pct": error_pct(self.net, self.test_x, self.test_y),
-            "seconds": round(seconds, 3), "samples_per_s": round(n / seconds, 1),
-        }
+        row = {"epoch": epoch, "lr": self.lr, "train_loss": float(np.mean(self.epoch_losses, dtype=np.float64)),
+               "seconds": round(seconds, 3), "samples_per_s": round(n / seconds, 1)}
+        self._finish_pending()
+        if epoch < cfg.epochs and not self._stop:
+            self._end_pass(row)
+        else:
+            self._end_run(row)
+        if self._stop:
+            raise Interrupted(f"interrupted after epoch {epoch}; saved {self.checkpoint_path}")
+
+    def _end_pass(self, row):
+        """A pass with more to come: save it now, with its row pending, and evaluate a copy
+        of its parameters on the evaluation thread while the next pass trains; the row joins
+        the history when the errors are in (_finish_pending). A run stopped before that
+        resumes from this checkpoint and evaluates it first."""
+        epoch, n = row["epoch"], len(self.train_x)
+        self.phase = f"saving pass {epoch}"
+        self.pending = PendingPass(row, self.net.theta.copy())
+        self.epoch, self.position = epoch + 1, 0
+        try:
+            self._save(f"pass {epoch}")
+        except Lenet5Error:
+            self.pending, self.epoch, self.position = None, epoch, n
+            raise
+        evaluated = LeNet5(self.pending.theta, self.net.prototypes, self.net.variant)
+        self.pending.future = _EVALUATOR.submit(self._errors, evaluated, 1)
+
+    def _end_run(self, row):
+        """The last pass (or one stopped by Ctrl-C): nothing to overlap with, so evaluate it on
+        every core, then save the checkpoint, then the metrics that describe it."""
+        epoch, n = row["epoch"], len(self.train_x)
+        self.phase = f"the end-of-pass evaluation of pass {epoch}"
+        row = with_errors(row, self._errors(self.net))
         self.phase = f"saving pass {epoch}"
         self.history.append(row)
         self.epoch, self.position = epoch + 1, 0
@@ -543,8 +606,35 @@ class Trainer:
             raise
         self._write_metrics()  # then the metrics that describe it
         self.log(format_row(row))
-        if self._stop:
-            raise Interrupted(f"interrupted after epoch {epoch}; saved {self.checkpoint_path}")
+
+    def _errors(self, net, threads=None):
+        """(train error %, test error %) of `net` (this run's network or a copy of it)."""
+        return (error_pct(net, self.train_x, self.train_y, threads),
+                error_pct(net, self.test_x, self.test_y, threads))
+
+    def _finish_pending(self, quiet=False):
+        """The pending pass's errors (waiting for its evaluation, or, after a resume, computing
+        them from the checkpoint's parameters, which are the pass's), its row in the history,
+        the metrics written and the row shown. quiet: a failed write is left to the resume."""
+        pending = self.pending
+        if pending is None:
+            return
+        if pending.future is not None:
+            errors = pending.future.result()
+        else:
+            self.phase = f"the end-of-pass evaluation of pass {pending.row['epoch']}"
+            errors = self._errors(self.net)
+        self.pending = None
+        row = with_errors(pending.row, errors)
+        self.history.append(row)
+        try:
+            self._write_metrics()
+        except Lenet5Error:
+            if not quiet:
+                raise
+        if self.bar is not None:
+            self.bar.clear()
+        self.log(format_row(row))
 
     def _check_divergence(self, order, a, b):
         """Lenet5Error if the step that trained samples a..b broke the network: a NaN/inf loss
@@ -606,6 +696,12 @@ class Trainer:
                                                           loss=cfg.loss, j=cfg.j)
         net.theta -= self.eta * grad
         losses[:] = batch_losses
+
+
+def with_errors(row, errors):
+    """A pass's metrics row completed with its (train, test) error %, in METRIC_FIELDS order."""
+    row = dict(row, **dict(zip(ERROR_FIELDS, errors)))
+    return {name: row[name] for name in METRIC_FIELDS}
 
 
 def format_row(row):

@@ -64,3 +64,15 @@ def test_bench_states_how_busy_the_machine_was():
     quiet = dict(base, matmul_gflops_batch=110.0)
     assert len(load_notes(quiet)) == 1
     assert load_notes(dict(quiet, loadavg_start=None)) == []
+
+
+def test_the_implied_protocol_hides_each_evaluation_behind_the_next_pass():
+    """20 passes of training (SDLM steps and Hessian estimates on one core); the evaluation of
+    passes 1-19 runs on the other core beside the next pass and adds only what outlasts it."""
+    from lenet5.bench import EVAL, HESSIANS, PASS, implied_protocol
+
+    train = PASS / 15_000 + HESSIANS * 500 / 15_000
+    assert implied_protocol(15_000, 15_000, 70_000, 2) == pytest.approx(20 * train + EVAL / 70_000)
+    slow = EVAL / 5_000 - train  # one core evaluates at 5,000/s: longer than a pass
+    assert slow > 0
+    assert implied_protocol(15_000, 15_000, 10_000, 2) == pytest.approx(20 * train + 19 * slow + EVAL / 10_000)

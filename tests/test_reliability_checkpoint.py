@@ -139,7 +139,26 @@ def test_a_trainer_checkpoint_round_trips_through_the_checks(tmp_path, mnist):
     with pytest.raises(Exception, match="interrupted in epoch 1 after 500"):
         trainer.run()
     _, state = LeNet5.load(trainer.checkpoint_path, with_state=True)
-    assert set(state) == set(checkpoint_format.STATE_ENTRIES)
+    # every entry but the one only an end-of-pass save writes (tests/test_train.py)
+    assert set(state) == set(checkpoint_format.STATE_ENTRIES) - {"state.pending_row"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"state.pending_row": np.array('{"epoch": 2}')}, "pending_row must be the pass before state.epoch"),
+    ({"state.history": np.array('[{"epoch": 1}]')}, "state.epoch is 2 but state.history lists 2"),
+    ({"state.position": np.array(5)}, "pending_row must be the pass before state.epoch"),
+])
+def test_a_pending_row_must_fit_the_pass_saved(tmp_path, change, message):
+    """state.pending_row (a pass saved before its evaluation) is the pass just before state.epoch,
+    at the start of the next pass, and counts as finished."""
+    net = LeNet5.init(seed=0)
+    state = {"state.history": np.array("[]"), "state.epoch": np.array(2), "state.position": np.array(0),
+             "state.pending_row": np.array('{"epoch": 1}')}
+    net.save(tmp_path / "ok.npz", extra=state)
+    assert "state.pending_row" in LeNet5.load(tmp_path / "ok.npz", with_state=True)[1]
+    net.save(tmp_path / "bad.npz", extra={**state, **change})
+    with pytest.raises(Lenet5Error, match=message):
+        LeNet5.load(tmp_path / "bad.npz")
 
 
 # ---------------------------------------------------------------- the Python API

@@ -377,14 +377,14 @@ def double_ctrl_c_at_evaluation(monkeypatch, on_call):
 
     real, calls = lenet5.train.error_pct, []
 
-    def evaluate(net, images, labels):
+    def evaluate(net, images, labels, threads=None):
         if len(images) > warmup.WARMUP_IMAGES:
             calls.append(1)
         if len(calls) == on_call:
             calls.append("fired")
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)
-        return real(net, images, labels)
+        return real(net, images, labels, threads)
     monkeypatch.setattr(lenet5.train, "error_pct", evaluate)
 
 

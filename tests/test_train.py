@@ -80,6 +80,79 @@ def test_resume_after_interrupt_equals_uninterrupted(mnist, tmp_path, optimizer,
     assert [r["test_error_pct"] for r in history] == [r["test_error_pct"] for r in straight.history]
 
 
+class Crash(BaseException):
+    """The process dying (not an error the trainer handles)."""
+
+
+def test_each_pass_is_evaluated_on_its_own_parameters_while_the_next_trains(mnist, tmp_path):
+    """Pass 1's errors come from the evaluation thread while pass 2 trains; they are those of
+    pass 1's parameters, as a one-pass run (evaluated at once) gives them."""
+    import lenet5.train
+
+    config = dict(seed=4, train_size=1500)
+    data, quiet = small(mnist, 1500, 3000), dict(progress=False, log=lambda s: None)
+    one = Trainer(TrainConfig(epochs=1, **config), data, tmp_path / "one", **quiet)
+    one.run()
+    threads = []
+    real = lenet5.train.error_pct
+
+    def noting_the_thread(*args):
+        import threading
+        threads.append(threading.current_thread().name)
+        return real(*args)
+
+    lenet5.train.error_pct = noting_the_thread
+    try:
+        shown = []
+        three = Trainer(TrainConfig(epochs=3, **config), data, tmp_path / "three", progress=False,
+                        log=shown.append)
+        history = three.run()
+    finally:
+        lenet5.train.error_pct = real
+    assert [t.startswith("lenet5-evaluation") for t in threads] == [True] * 4 + [False] * 2
+    strip = ("seconds", "samples_per_s")
+    assert {k: v for k, v in history[0].items() if k not in strip} == \
+        {k: v for k, v in one.history[0].items() if k not in strip}
+    assert [row["epoch"] for row in history] == [1, 2, 3] and len(shown) == 3
+    assert [line.split()[1] for line in shown] == ["1", "2", "3"]
+    assert json.loads((tmp_path / "three" / "metrics.json").read_text()) == history
+    _, state = LeNet5.load(tmp_path / "three" / "checkpoint.npz", with_state=True)
+    assert "state.pending_row" not in state and json.loads(str(state["state.history"])) == history
+
+
+def test_a_pass_saved_before_its_evaluation_finished_resumes_to_the_same_run(mnist, tmp_path, monkeypatch):
+    """The process dies right after pass 1 is saved, before its errors are known: the checkpoint
+    holds pass 1 with its row pending, and --resume evaluates it first, then trains on to the
+    uninterrupted run's weights and history."""
+    import lenet5.train
+
+    config = TrainConfig(epochs=2, seed=5, train_size=1200)
+    data, quiet = small(mnist, 1200, 500), dict(progress=False, log=lambda s: None)
+    straight = Trainer(config, data, tmp_path / "a", **quiet)
+    straight.run()
+
+    def die(*args):
+        raise Crash
+    monkeypatch.setattr(lenet5.train._EVALUATOR, "submit", die)
+    with pytest.raises(Crash):
+        Trainer(config, data, tmp_path / "b", **quiet).run()
+    monkeypatch.undo()
+    net, state = LeNet5.load(tmp_path / "b" / "checkpoint.npz", with_state=True)
+    pending = json.loads(str(state["state.pending_row"]))
+    assert pending["epoch"] == 1 and "test_error_pct" not in pending
+    assert json.loads(str(state["state.history"])) == [] and int(state["state.epoch"]) == 2
+    assert not (tmp_path / "b" / "metrics.json").exists()
+    shown = []
+    resumed = Trainer(config, data, tmp_path / "b", net=net, state=state, progress=False, log=shown.append)
+    history = resumed.run()
+    assert np.array_equal(resumed.net.theta, straight.net.theta)
+    strip = ("seconds", "samples_per_s")
+    assert [{k: v for k, v in r.items() if k not in strip} for r in history] == \
+        [{k: v for k, v in r.items() if k not in strip} for r in straight.history]
+    assert history[0]["seconds"] == pending["seconds"] and len(shown) == 2
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text()) == history
+
+
 def test_divergence_stops_with_a_clear_message(mnist, tmp_path):
     config = TrainConfig(epochs=1, optimizer="sgd", lr=1.0, train_size=600)  # (--lr is at most 1)
     trainer = Trainer(config, small(mnist, 600, 100), tmp_path, progress=False, log=lambda s: None)
@@ -102,18 +175,18 @@ def run_cli(*args, env_extra=None, **kwargs):
 
 def test_cli_ctrl_c_saves_and_resume_finishes(mnist_dir, tmp_path):
     """A real SIGINT mid-run: exit 130, a resume hint, and --resume reaches the same weights."""
-    common = ["--train-size", "6000", "--epochs", "2", "--seed", "1", "--data-dir", str(mnist_dir), "--quiet"]
+    common = ["--train-size", "6000", "--epochs", "3", "--seed", "1", "--data-dir", str(mnist_dir), "--quiet"]
     straight = run_cli("train", *common, "--out", str(tmp_path / "a"))
     assert straight.returncode == 0, straight.stderr
     assert "Python" not in straight.stderr
     proc = subprocess.Popen([sys.executable, "-m", "lenet5", "train", *common, "--out", str(tmp_path / "b")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while True:  # wait until epoch 1 is done, then interrupt inside epoch 2
+    while True:  # wait until epoch 1's row is out (shown while epoch 2 trains), then interrupt
         line = proc.stdout.readline()
         assert line, proc.stderr.read()
         if line.startswith("epoch   1"):
             break
-    time.sleep(0.3)
+    time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -5,7 +5,6 @@ knows which settings the user gave: a new run fills the rest from TrainConfig's 
 resumed run takes them from the checkpoint and refuses a given flag that disagrees with it,
 except the RESUME_CHANGEABLE ones, which it honours.
 """
-import json
 import shlex
 import sys
 import time
@@ -167,7 +166,7 @@ def resumed_config(path, given):
                           f"these flags conflict with them: {', '.join(conflicts)}. Drop them, or "
                           "start a new run without --resume")
     config = TrainConfig(**settings)
-    done = len(json.loads(str(state.get("state.history", "[]"))))
+    done = int(state.get("state.epoch", 1)) - 1  # passes finished (the last may await its evaluation)
     if config.epochs <= done:
         ask = f"--epochs {config.epochs} asks for" if "epochs" in given else "it was set to run"
         raise Lenet5Error(f"{path} has finished {done} passes and {ask} {config.epochs}: nothing to "

@@ -86,7 +86,7 @@ def saved_run(path, config, log):
     if saved != json.loads(json.dumps(asdict(config))):
         log(f"not resuming {path}: it was trained with other settings")
         return None, None
-    done = len(json.loads(str(state.get("state.history", "[]"))))
+    done = int(state.get("state.epoch", 1)) - 1  # (the last may still await its evaluation)
     log(f"resuming {path} ({done} of {config.epochs} passes done)")
     return net, state
 
