@@ -124,15 +124,58 @@ def conv_forward(x, weight, bias, pairs, u):
     wide = np.empty((maps, span), u.dtype)
     for m in range(maps):
         wide[m, :] = bias[m]
-    for p in range(pairs.shape[0]):
-        m, c = pairs[p, 0], pairs[p, 1]
-        out = wide[m]
-        for i in range(KERNEL):
-            w0, w1, w2, w3, w4 = weight[m, c, i]
-            row = xf[c, i * in_w:]  # input row i, continuing through the rows below
-            for q in range(span):
-                out[q] += (w0 * row[q] + w1 * row[q + 1] + w2 * row[q + 2] + w3 * row[q + 3]
-                           + w4 * row[q + 4])
+    # Maps reading the same input map c take a kernel row in one pass, four maps at a time
+    # sharing each load of the row (the rest one by one). Every map still adds its pairs in
+    # table order: sweeps over c take each map whose next pair reads c (C1: one sweep, all
+    # six maps; C3's Table I: 9 groups of 1 to 10 maps, 60 pairs in 27 passes instead of 60).
+    sched = np.empty((3, maps), np.int64)  # map m's next pair, its pairs' end, a group of maps
+    nxt, end, group = sched[0], sched[1], sched[2]
+    nxt[:] = pairs.shape[0]
+    end[:] = 0
+    for p in range(pairs.shape[0] - 1, -1, -1):
+        nxt[pairs[p, 0]] = p
+        end[pairs[p, 0]] = max(end[pairs[p, 0]], p + 1)
+    left, before = pairs.shape[0], pairs.shape[0] + 1
+    while 0 < left < before:  # (a sweep takes none if a pair names no input map: stop)
+        before = left
+        for c in range(x.shape[0]):
+            g = 0
+            for m in range(maps):
+                if nxt[m] < end[m] and pairs[nxt[m], 1] == c:
+                    group[g] = m
+                    g += 1
+                    nxt[m] += 1
+                    while nxt[m] < end[m] and pairs[nxt[m], 0] != m:
+                        nxt[m] += 1
+            left -= g
+            k = 0
+            while k < g:
+                m = group[k]
+                out = wide[m]
+                if g - k >= 4:
+                    m2, m3, m4 = group[k + 1], group[k + 2], group[k + 3]
+                    out2, out3, out4 = wide[m2], wide[m3], wide[m4]
+                    for i in range(KERNEL):
+                        w0, w1, w2, w3, w4 = weight[m, c, i]
+                        v0, v1, v2, v3, v4 = weight[m2, c, i]
+                        s0, s1, s2, s3, s4 = weight[m3, c, i]
+                        t0, t1, t2, t3, t4 = weight[m4, c, i]
+                        row = xf[c, i * in_w:]
+                        for q in range(span):
+                            r0, r1, r2, r3, r4 = row[q], row[q + 1], row[q + 2], row[q + 3], row[q + 4]
+                            out[q] += w0 * r0 + w1 * r1 + w2 * r2 + w3 * r3 + w4 * r4
+                            out2[q] += v0 * r0 + v1 * r1 + v2 * r2 + v3 * r3 + v4 * r4
+                            out3[q] += s0 * r0 + s1 * r1 + s2 * r2 + s3 * r3 + s4 * r4
+                            out4[q] += t0 * r0 + t1 * r1 + t2 * r2 + t3 * r3 + t4 * r4
+                    k += 4
+                else:
+                    for i in range(KERNEL):
+                        w0, w1, w2, w3, w4 = weight[m, c, i]
+                        row = xf[c, i * in_w:]
+                        for q in range(span):
+                            out[q] += (w0 * row[q] + w1 * row[q + 1] + w2 * row[q + 2] + w3 * row[q + 3]
+                                       + w4 * row[q + 4])
+                    k += 1
     for m in range(maps):
         for y in range(height):  # (row by row through slices: a flat index y * in_w + xx here
             src, dst = wide[m, y * in_w:y * in_w + width], u[m, y]  # made the copy 4x slower)
@@ -168,10 +211,8 @@ def conv_backward(x, weight, delta, pairs, dweight, dbias, dx, need_dx):
         dbias[m] += total
     if need_dx:
         dx[:] = 0.0
-    dxf = dx.reshape(dx.shape[0], -1)
-    for p in range(pairs.shape[0]):
-        m, c = pairs[p, 0], pairs[p, 1]
-        d = padded[m]  # d[4 + q] = delta[m] wide, at q
+    for p in range(pairs.shape[0]):  # (dW: one pair a pass; more sums per pass would change
+        m, c = pairs[p, 0], pairs[p, 1]  # how LLVM splits them into partial sums, and so the bits)
         dw = padded[m, pad:]  # delta[m] wide
         for i in range(KERNEL):
             row = xf[c, i * in_w:]
@@ -187,11 +228,36 @@ def conv_backward(x, weight, delta, pairs, dweight, dbias, dx, need_dx):
             dweight[m, c, i, 2] += g2
             dweight[m, c, i, 3] += g3
             dweight[m, c, i, 4] += g4
-            if need_dx:
+    if not need_dx:
+        return
+    dxf = dx.reshape(dx.shape[0], -1)
+    p = 0
+    while p < pairs.shape[0]:
+        m, c = pairs[p, 0], pairs[p, 1]
+        d = padded[m]  # d[4 + q] = delta[m] wide, at q
+        if p + 2 < pairs.shape[0] and pairs[p + 1, 0] == m and pairs[p + 2, 0] == m:
+            # three input maps read by map m (its next pairs) share each load of its delta
+            # (Table I's rows of 3, 4, 6 maps: 3, 3+1, 3+3 passes); every dx[c] still
+            # receives the maps, and their kernel rows, in the same order
+            c2, c3 = pairs[p + 1, 1], pairs[p + 2, 1]
+            for i in range(KERNEL):
                 w0, w1, w2, w3, w4 = weight[m, c, i]
-                out = dxf[c, i * in_w:]
+                v0, v1, v2, v3, v4 = weight[m, c2, i]
+                s0, s1, s2, s3, s4 = weight[m, c3, i]
+                out, out2, out3 = dxf[c, i * in_w:], dxf[c2, i * in_w:], dxf[c3, i * in_w:]
                 for t in range(span + pad):
-                    out[t] += w0 * d[t + 4] + w1 * d[t + 3] + w2 * d[t + 2] + w3 * d[t + 1] + w4 * d[t]
+                    d0, d1, d2, d3, d4 = d[t + 4], d[t + 3], d[t + 2], d[t + 1], d[t]
+                    out[t] += w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3 + w4 * d4
+                    out2[t] += v0 * d0 + v1 * d1 + v2 * d2 + v3 * d3 + v4 * d4
+                    out3[t] += s0 * d0 + s1 * d1 + s2 * d2 + s3 * d3 + s4 * d4
+            p += 3
+            continue
+        for i in range(KERNEL):
+            w0, w1, w2, w3, w4 = weight[m, c, i]
+            out = dxf[c, i * in_w:]
+            for t in range(span + pad):
+                out[t] += w0 * d[t + 4] + w1 * d[t + 3] + w2 * d[t + 2] + w3 * d[t + 1] + w4 * d[t]
+        p += 1
 
 
 # ---------------------------------------------------------------- subsampling / pooling
