@@ -371,8 +371,15 @@ def forward_chunk(images, theta, spec, a, b, out):
             out[s, k] = acts[7][k]
 
 
-def forward_batch(images, theta, spec, bounds, out):
-    """Outputs y for a batch; samples split over threads in contiguous chunks."""
+def forward_batch(images, theta, spec, bounds, out, shared_loop=False):
+    """Outputs y for a batch; samples split over threads in contiguous chunks. shared_loop:
+    through sample_loop (MODE_FORWARD) instead of forward_chunk, the same outputs: the trainer
+    evaluates this way, so that a first `lenet5 train` compiles one loop, not two (~3 s)."""
+    if shared_loop:
+        order, flat = np.arange(images.shape[0], dtype=np.int64), out.reshape(-1)
+        run_chunks(lambda t, a, b: sample_loop(images, order[:0], order[a:b], theta, theta, spec, MODE_FORWARD,
+                                               0, flat[:0], flat[a * out.shape[1]:b * out.shape[1]]), bounds)
+        return
     run_chunks(lambda t, a, b: forward_chunk(images, theta, spec, a, b, out), bounds)
 
 
@@ -429,7 +436,7 @@ def hessian_diagonal_seeded(images, theta, spec, rbf_seed, hess):
 
 
 # What sample_loop does with each sample (see there)
-MODE_STEP, MODE_GRADIENT, MODE_HESSIAN = range(3)
+MODE_STEP, MODE_GRADIENT, MODE_HESSIAN, MODE_FORWARD = range(4)
 
 
 @chunk_kernel
@@ -440,7 +447,8 @@ def sample_loop(images, labels, order, theta, eta, spec, mode, rbf_seed, losses,
     MODE_STEP:     losses[n] = E, then the online step theta -= eta * dE/dtheta (out unused);
     MODE_GRADIENT: losses[n] = E, out += dE/dtheta (the sum over the samples; eta unused);
     MODE_HESSIAN:  out += the sample's diagonal Gauss-Newton terms (hessian_diagonal), the RBF
-                   output seeded by rbf_seed (labels, eta and losses unused)."""
+                   output seeded by rbf_seed (labels, eta and losses unused);
+    MODE_FORWARD:  out[n*K:(n+1)*K] = its K outputs y, nothing else (forward_batch, shared_loop)."""
     acts, deltas, scratch = new_workspace(theta, spec)
     inputs_sq, _, _ = new_workspace(theta, spec)
     hessian = mode == MODE_HESSIAN
@@ -453,6 +461,10 @@ def sample_loop(images, labels, order, theta, eta, spec, mode, rbf_seed, losses,
     for n in range(order.shape[0]):
         s = order[n]
         sample_forward(images[s], theta, spec, acts, scratch)
+        if mode == MODE_FORWARD:
+            for k in range(acts[7].shape[0]):
+                out[n * acts[7].shape[0] + k] = acts[7][k]
+            continue
         inputs, power = acts, np.int64(1)
         if hessian:  # inputs x^2, f'^2, the output stage seeded with its curvature
             square_into(acts[0].reshape(-1), inputs_sq[0].reshape(-1))

@@ -193,13 +193,13 @@ class LeNet5:
         """RBF outputs y (N, 10): squared distances of F6's output to each prototype."""
         return self.forward_checked(self._images(x))
 
-    def forward_checked(self, x, threads=None):
+    def forward_checked(self, x, threads=None, shared_loop=False):
         """forward() of images already checked and laid out as `_images` returns them (the
         trainer checks its sets once, then evaluates them after every pass), on `threads`
-        threads (default: all of Numba's)."""
+        threads (default: all of Numba's); shared_loop: see engine.forward_batch."""
         out = np.empty((x.shape[0], 10), dtype=self.dtype)
         engine.forward_batch(x, self.theta, self.spec(self.default_loss),
-                             engine.thread_bounds(x.shape[0], threads), out)
+                             engine.thread_bounds(x.shape[0], threads), out, shared_loop)
         return out
 
     def layers(self, image):

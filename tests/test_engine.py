@@ -55,3 +55,19 @@ def test_batch_drivers_any_thread_split():
         np.testing.assert_allclose(out, results[0][0], rtol=1e-13)
         np.testing.assert_allclose(losses, results[0][1], rtol=1e-13)
         np.testing.assert_allclose(grad, results[0][2], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", VARIANTS)
+def test_forward_through_the_training_loop_equals_forward_chunk(name, dtype):
+    """The trainer's evaluation (forward_batch through sample_loop, MODE_FORWARD) gives
+    forward_chunk's outputs exactly, on one thread or split."""
+    net = LeNet5.init(seed=2, dtype=dtype, variant=VARIANTS[name])
+    x = np.random.default_rng(3).uniform(-0.1, 1.175, (9, 32, 32)).astype(dtype)
+    spec = net.spec(net.default_loss)
+    want = np.zeros((9, 10), dtype)
+    engine.forward_batch(x, net.theta, spec, np.array([0, 9]), want)
+    for bounds in (np.array([0, 9]), np.array([0, 4, 9])):
+        got = np.full((9, 10), np.nan, dtype)
+        engine.forward_batch(x, net.theta, spec, bounds, got, shared_loop=True)
+        assert np.array_equal(got, want)
