@@ -197,3 +197,15 @@ def test_sdlm_tiny(out):
     cheap = run_tiny(out, "sdlm", "--rates-only")
     assert all(r["layer"] != "training" for r in cheap["rows"])
     assert "lenet5 experiment sdlm --tiny --rates-only" in (out / "results" / "sdlm" / "README.md").read_text()
+
+
+def test_the_index_carries_the_suites_wall_time(tmp_path):
+    """results/README.md is rewritten after every experiment; the suite's wall time, kept in
+    suite-time.md, is copied into it each time."""
+    from lenet5.experiments.runner import SUITE_TIME, write_index
+
+    write_index(tmp_path)
+    assert "wall time" not in (tmp_path / "README.md").read_text()
+    (tmp_path / SUITE_TIME).write_text("## The suite's wall time\n\n| a | b |\n")
+    write_index(tmp_path)
+    assert (tmp_path / "README.md").read_text().endswith("## The suite's wall time\n\n| a | b |\n")

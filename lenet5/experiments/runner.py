@@ -341,8 +341,12 @@ def write_results(name, opts, report, seconds, runs_seconds=0.0):
     return folder
 
 
+SUITE_TIME = "suite-time.md"  # the suite's wall time, before and after (issue 12), kept by hand
+
+
 def write_index(results_dir):
-    """results/README.md: one line per experiment folder that holds a results.json."""
+    """results/README.md: one line per experiment folder that holds a results.json, then
+    the link to bench.md and the suite's wall time (SUITE_TIME), when they are there."""
     from . import NAMES
 
     lines = ["# Results", "", "Each folder holds one experiment's numbers (`results.json`, "
@@ -358,6 +362,9 @@ def write_index(results_dir):
                      f"{timing(meta)} |")
     if (results_dir / "bench.md").exists():
         lines += ["", "Speed: [bench.md](bench.md) (`lenet5 bench`, against PyTorch and JAX)."]
+    suite = results_dir / SUITE_TIME
+    if suite.exists():  # the whole suite's wall time, measured by scripts/time_suite.py
+        lines += ["", suite.read_text().strip()]
     write_text_atomic(results_dir / "README.md", "\n".join(lines) + "\n")
 
 
