@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 
 from . import engine
@@ -296,7 +297,11 @@ class Interrupted(Exception):
 class Trainer:
     """Runs epochs, writes metrics and checkpoints into `out_dir`."""
 
-    def __init__(self, config, data, out_dir, net=None, state=None, log=print, progress=True):
+    def __init__(self, config, data, out_dir, net=None, state=None, log=print, progress=True,
+                 evaluate_beside=None):
+        """evaluate_beside: evaluate each pass but the last on a second thread while the next
+        pass trains (_save_then_evaluate_beside); None: when Numba may use 2 threads or more
+        (`lenet5 train --threads 1`, and each process of `lenet5 experiment`, keep to one core)."""
         config.check()
         self.config = config
         dtype = DTYPES[config.dtype]
@@ -333,7 +338,7 @@ class Trainer:
         self.eta = state.get("state.eta")
         self.epoch_losses = state.get("state.epoch_losses")
         self.epoch_seconds = float(state.get("state.epoch_seconds", 0.0))
-        # the last pass, saved before its evaluation finished (see _end_pass)
+        # the last pass, saved before its evaluation finished (see _save_then_evaluate_beside)
         self.pending = (PendingPass(json.loads(str(state["state.pending_row"])))
                         if "state.pending_row" in state else None)
         # the untrained network's mean loss: the yardstick of a loss blow-up
@@ -343,6 +348,7 @@ class Trainer:
         self.saved, self.saved_at = None, None  # what of this run is on disk: text, (epoch, position)
         self.phase = "setting up"
         self.bar = None  # the progress bar of the pass in progress
+        self.evaluate_beside = evaluate_beside
 
     # ---------------------------------------------------------------- state
     @property
@@ -353,7 +359,7 @@ class Trainer:
         state = {"state.config": json.dumps(asdict(self.config)),
                  "state.history": json.dumps(self.history),
                  "state.epoch": self.epoch, "state.position": self.position if mid_epoch else 0}
-        if self.pending is not None:  # (only at the end of a pass: see _end_pass)
+        if self.pending is not None:  # (only at the end of a pass: see _save_then_evaluate_beside)
             state["state.pending_row"] = json.dumps(self.pending.row)
         if mid_epoch:
             state.update({"state.eta": self.eta, "state.epoch_losses": self.epoch_losses,
@@ -567,14 +573,15 @@ class Trainer:
         row = {"epoch": epoch, "lr": self.lr, "train_loss": float(np.mean(self.epoch_losses, dtype=np.float64)),
                "seconds": round(seconds, 3), "samples_per_s": round(n / seconds, 1)}
         self._finish_pending()
-        if epoch < cfg.epochs and not self._stop:
-            self._end_pass(row)
+        beside = self.evaluate_beside if self.evaluate_beside is not None else nb.get_num_threads() > 1
+        if beside and epoch < cfg.epochs and not self._stop:
+            self._save_then_evaluate_beside(row)
         else:
-            self._end_run(row)
+            self._evaluate_then_save(row)
         if self._stop:
             raise Interrupted(f"interrupted after epoch {epoch}; saved {self.checkpoint_path}")
 
-    def _end_pass(self, row):
+    def _save_then_evaluate_beside(self, row):
         """A pass with more to come: save it now, with its row pending, and evaluate a copy
         of its parameters on the evaluation thread while the next pass trains; the row joins
         the history when the errors are in (_finish_pending). A run stopped before that
@@ -591,9 +598,10 @@ class Trainer:
         evaluated = LeNet5(self.pending.theta, self.net.prototypes, self.net.variant)
         self.pending.future = _EVALUATOR.submit(self._errors, evaluated, 1)
 
-    def _end_run(self, row):
-        """The last pass (or one stopped by Ctrl-C): nothing to overlap with, so evaluate it on
-        every core, then save the checkpoint, then the metrics that describe it."""
+    def _evaluate_then_save(self, row):
+        """The last pass (or one stopped by Ctrl-C: nothing to overlap with; or any pass when
+        evaluating beside is off): evaluate it on every thread, then save the checkpoint, then
+        the metrics that describe it."""
         epoch, n = row["epoch"], len(self.train_x)
         self.phase = f"the end-of-pass evaluation of pass {epoch}"
         row = with_errors(row, self._errors(self.net))

@@ -105,11 +105,17 @@ def test_each_pass_is_evaluated_on_its_own_parameters_while_the_next_trains(mnis
     try:
         shown = []
         three = Trainer(TrainConfig(epochs=3, **config), data, tmp_path / "three", progress=False,
-                        log=shown.append)
+                        log=shown.append, evaluate_beside=True)
         history = three.run()
+        one_core = Trainer(TrainConfig(epochs=3, **config), data, tmp_path / "one-core", progress=False,
+                           log=lambda s: None, evaluate_beside=False)  # (--threads 1)
+        one_core_history = one_core.run()
     finally:
         lenet5.train.error_pct = real
-    assert [t.startswith("lenet5-evaluation") for t in threads] == [True] * 4 + [False] * 2
+    beside = [t.startswith("lenet5-evaluation") for t in threads]
+    assert beside == [True] * 4 + [False] * 2 + [False] * 6
+    assert np.array_equal(one_core.net.theta, three.net.theta)
+    assert [r["test_error_pct"] for r in one_core_history] == [r["test_error_pct"] for r in history]
     strip = ("seconds", "samples_per_s")
     assert {k: v for k, v in history[0].items() if k not in strip} == \
         {k: v for k, v in one.history[0].items() if k not in strip}
@@ -135,7 +141,7 @@ def test_a_pass_saved_before_its_evaluation_finished_resumes_to_the_same_run(mni
         raise Crash
     monkeypatch.setattr(lenet5.train._EVALUATOR, "submit", die)
     with pytest.raises(Crash):
-        Trainer(config, data, tmp_path / "b", **quiet).run()
+        Trainer(config, data, tmp_path / "b", evaluate_beside=True, **quiet).run()
     monkeypatch.undo()
     net, state = LeNet5.load(tmp_path / "b" / "checkpoint.npz", with_state=True)
     pending = json.loads(str(state["state.pending_row"]))
