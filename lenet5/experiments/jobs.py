@@ -16,6 +16,11 @@ MU1_NOTE = ("Trained with the `mu1` recipe (`lenet5 train --recipe mu1`: the pri
             "default now is `mu0.02` (README, \"Choices the paper left open\").")
 
 
+# Each run evaluates its passes beside the next one although its process has one Numba thread:
+# the evaluation threads fill the cores that stand idle while the last jobs finish (the suite
+# at --epochs 2 --seeds 0: 384-386 s with, 399 s without; results/README.md).
+EVALUATE_BESIDE = True
+
 def default_recipe_note():
     """The line saying a report's runs used TrainConfig's defaults (the default recipe)."""
     from ..train import DEFAULT_RECIPE, RECIPES
@@ -55,7 +60,8 @@ def train_run(key, config, runs, data_dir=None, tiny=False, keep_outputs=False, 
     settings = TrainConfig(**config)
     net, state = saved_run(out / "checkpoint.npz", settings, log) if reuse else (None, None)
     started = time.perf_counter()
-    trainer = Trainer(settings, data, out, net=net, state=state, progress=False, log=log)
+    trainer = Trainer(settings, data, out, net=net, state=state, progress=False, log=log,
+                      evaluate_beside=EVALUATE_BESIDE)
     history = trainer.run(overwrite=state is None)
     result = {"config": config, "history": history, "seconds": round(time.perf_counter() - started, 1),
               "final": history[-1] if history else None, "checkpoint": str(trainer.checkpoint_path)}
