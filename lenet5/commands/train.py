@@ -86,7 +86,9 @@ def register(sub):
                    help="continue the run saved in CHECKPOINT with its own settings; --epochs, --lr "
                    "and --mu may change, other settings that differ from it are refused")
     p.add_argument("--threads", type=int,
-                   help="Numba threads for evaluation and mini-batches (default: all cores)")
+                   help="Numba threads for evaluation and mini-batches (default: all cores); with "
+                   "2 or more each pass is evaluated on a second thread while the next one trains, "
+                   "with 1 right after it")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
