@@ -20,7 +20,8 @@ fused drivers below (online training, batch gradients, inference, Hessian estima
 exactly that composition, so there is one implementation of the math.
 
 Compilation (a first run's cost) is kept to two compiled loops: `sample_loop` (online steps,
-batch gradients and the Hessian estimate) and `forward_chunk` (inference). The pass itself
+batch gradients, the Hessian estimate, and the trainer's evaluation, so that `lenet5 train`
+compiles only it) and `forward_chunk` (inference). The pass itself
 (`sample_forward`, `sample_backward`) is inlined into them at Numba's level, so LLVM optimises
 it once per loop rather than once more per level of calls; flags are passed as runtime values
 (a literal would compile a kernel once per value); the batch drivers run one chunk per Python

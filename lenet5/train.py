@@ -269,6 +269,10 @@ class PendingPass:
     def __init__(self, row, theta=None, future=None):
         self.row, self.theta, self.future = row, theta, future
 
+    def evaluated(self):
+        """Are its errors in (without waiting)?"""
+        return self.future is not None and self.future.done()
+
 
 # Divergence, checked after every chunk of samples. Trained LeNet-5 weights stay below 2 in
 # magnitude (the shipped reference: 1.29), so past WEIGHT_LIMIT the squashing units are
@@ -554,7 +558,7 @@ class Trainer:
                 self._check_divergence(order, a, b)
                 self.position = b
                 bar.update(b - a, note=f"loss {self.epoch_losses[:b].mean():.4f}")
-                if self.pending is not None and self.pending.future is not None and self.pending.future.done():
+                if self.pending is not None and self.pending.evaluated():
                     self._finish_pending()  # the pass before: its row, as soon as it is known
                 if self._stop and self.position < n:
                     bar.close()

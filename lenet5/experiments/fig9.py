@@ -25,7 +25,7 @@ from .. import boosting
 from ..architecture import PAPER_RESULTS
 from ..errors import Lenet5Error
 from .distortions import COPIES_PER_ORIGINAL
-from .jobs import EVALUATE_BESIDE, mean_range, mnist, recipe, saved_run
+from .jobs import mean_range, mnist, recipe, train_into
 from .runner import PROJECT_ROOT, TINY_TRAIN_SIZE, Job, log_prefixed
 
 FIG9 = PAPER_RESULTS["fig9_test_error_pct"]
@@ -123,15 +123,8 @@ def boosted_config(seed, member, epochs, originals):
 def train_member(config, data, out, reuse, log):
     """One member net trained by the shared trainer into `out` (continuing the run saved there
     when `reuse` and it has the same settings); returns (net, history, seconds)."""
-    from ..train import TrainConfig, Trainer
-
-    settings = TrainConfig(**config)
-    net, state = saved_run(out / "checkpoint.npz", settings, log) if reuse else (None, None)
-    started = time.perf_counter()
-    trainer = Trainer(settings, data, out, net=net, state=state, progress=False, log=log,
-                      evaluate_beside=EVALUATE_BESIDE)
-    history = trainer.run(overwrite=state is None)
-    return trainer.net, history, round(time.perf_counter() - started, 1)
+    trainer, history, seconds = train_into(out, config, data, reuse, log)
+    return trainer.net, history, seconds
 
 
 def filtered_set(path, key, make, reuse, log):

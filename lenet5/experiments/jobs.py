@@ -49,25 +49,30 @@ def train_run(key, config, runs, data_dir=None, tiny=False, keep_outputs=False, 
     the run saved there if it has the same settings (an interrupted run), else start afresh
     (replacing what is there). Returns the metrics history, the final test error, and
     (keep_outputs) the test-set RBF outputs of the final network."""
-    from ..train import TrainConfig, Trainer
-
     config = dict(config)
     if tiny:  # (the pass count is already 1: Options.passes)
         config["train_size"] = min(config.get("train_size") or TINY_TRAIN_SIZE, TINY_TRAIN_SIZE)
     data = mnist(data_dir)
-    out = Path(runs) / key
-    log = log_prefixed(key)
+    trainer, history, seconds = train_into(Path(runs) / key, config, data, reuse, log_prefixed(key))
+    result = {"config": config, "history": history, "seconds": seconds,
+              "final": history[-1] if history else None, "checkpoint": str(trainer.checkpoint_path)}
+    if keep_outputs:
+        result.update(test_outputs(trainer.net, data[1][0], data[1][1]))
+    return result
+
+
+def train_into(out, config, data, reuse, log):
+    """Train with the shared trainer into the folder `out` (continuing the run saved there when
+    `reuse` and it has the same settings, else replacing it); (trainer, history, seconds)."""
+    from ..train import TrainConfig, Trainer
+
     settings = TrainConfig(**config)
     net, state = saved_run(out / "checkpoint.npz", settings, log) if reuse else (None, None)
     started = time.perf_counter()
     trainer = Trainer(settings, data, out, net=net, state=state, progress=False, log=log,
                       evaluate_beside=EVALUATE_BESIDE)
     history = trainer.run(overwrite=state is None)
-    result = {"config": config, "history": history, "seconds": round(time.perf_counter() - started, 1),
-              "final": history[-1] if history else None, "checkpoint": str(trainer.checkpoint_path)}
-    if keep_outputs:
-        result.update(test_outputs(trainer.net, data[1][0], data[1][1]))
-    return result
+    return trainer, history, round(time.perf_counter() - started, 1)
 
 
 def saved_run(path, config, log):
