@@ -79,12 +79,27 @@ def test_ctrl_c_in_train_size_exits_130_and_reuse_resumes(here, monkeypatch, cap
 
 
 def small_train_run(key, data_dir, reuse=False, **kwargs):
-    """jobs.train_run evaluated on 500 test images (the worker's copy of the data is cut)."""
+    """jobs.train_run evaluated on 500 test images (the worker's copy of the data is cut), each
+    chunk of samples slowed to SLOW_CHUNK seconds: a run takes seconds, not a tenth of one, so a
+    run cannot finish all its passes (and its worker start the third job) while the other worker
+    is still compiling or the test is still reading pass 1's row, which is printed only once
+    the run is in pass 2 (its evaluation runs beside pass 2)."""
+    import time
+
     from lenet5.experiments import jobs
 
     (train, (images, labels)) = jobs.mnist(data_dir)
     jobs.mnist = lambda data_dir=None: (train, (images[:500], labels[:500]))
+    real = Trainer._train_slice
+
+    def slow(self, idx, losses):
+        time.sleep(SLOW_CHUNK)
+        real(self, idx, losses)
+    Trainer._train_slice = slow
     return jobs.train_run(key, data_dir=data_dir, reuse=reuse, **kwargs)
+
+
+SLOW_CHUNK = 0.25
 
 
 EPOCHS = 6  # passes of each small run: long enough that both runs are mid-way at Ctrl-C
