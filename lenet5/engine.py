@@ -16,12 +16,15 @@ always input -> C1 -> S2 -> C3 -> S4 -> [C5] -> [F6] -> output, the bracketed la
 when their unit counts are non-zero.
 
 One sample's pass is the composition of the per-layer kernels in `lenet5.kernels`; the
-fused drivers below (online training, batch gradients, inference, Hessian estimate) call
-exactly that composition, so there is one implementation of the math.
+fused drivers below (online training, batch gradients, the Hessian estimate, the trainer's
+evaluation) call exactly that composition, so there is one implementation of the math. The
+one fast path beside it is inference (`forward_chunk`): the same layers over blocks of
+samples through `lenet5.lane_kernels`, tested against this composition (tests/test_lanes.py).
 
 Compilation (a first run's cost) is kept to two compiled loops: `sample_loop` (online steps,
 batch gradients, the Hessian estimate, and the trainer's evaluation, so that `lenet5 train`
-compiles only it) and `forward_chunk` (inference). The pass itself
+compiles only it) and `forward_chunk` (inference, a block of `lane_kernels.LANES` samples at
+a time, one per SIMD lane: the same layers as sample_forward, to rounding). The pass itself
 (`sample_forward`, `sample_backward`) is inlined into them at Numba's level, so LLVM optimises
 it once per loop rather than once more per level of calls; flags are passed as runtime values
 (a literal would compile a kernel once per value); the batch drivers run one chunk per Python
@@ -67,6 +70,15 @@ from .kernels import (
     rbf_backward,
     rbf_forward,
     softmax_gauss_newton,
+)
+from .lane_kernels import (
+    LANES,
+    conv_forward_lanes,
+    dense_forward_lanes,
+    neg_log_softmax_forward_lanes,
+    padded_transpose,
+    pool_forward_lanes,
+    rbf_forward_lanes,
 )
 
 LOSSES = {"mse": LOSS_MSE, "map": LOSS_MAP, "ce": LOSS_CE}
@@ -364,18 +376,66 @@ def _pool(workers):
 
 @chunk_kernel
 def forward_chunk(images, theta, spec, a, b, out):
-    """Outputs y of images[a:b] into out[a:b], on the calling thread."""
-    acts, _, scratch = new_workspace(theta, spec)
-    for s in range(a, b):
-        sample_forward(images[s], theta, spec, acts, scratch)
-        for k in range(out.shape[1]):
-            out[s, k] = acts[7][k]
+    """Outputs y of images[a:b] into out[a:b], on the calling thread, LANES samples at a time
+    through the lane kernels (lenet5.lane_kernels): the same layers as sample_forward."""
+    prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source, affine = spec
+    act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
+    pool_act = ACT_IDENTITY if pool == POOL_MAX else act
+    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta, offsets, dims)
+    c5t, f6t, out_t = padded_transpose(c5w), padded_transpose(f6w), padded_transpose(ow)
+    d, dt, L = dims, theta.dtype, LANES
+    x0 = np.zeros((1, d[D_IN], d[D_IN], L), dt)
+    u1, x1 = np.empty((d[D_M1], d[D_S1], d[D_S1], L), dt), np.empty((d[D_M1], d[D_S1], d[D_S1], L), dt)
+    u2, x2 = np.empty((d[D_M2], d[D_S2], d[D_S2], L), dt), np.empty((d[D_M2], d[D_S2], d[D_S2], L), dt)
+    u3, x3 = np.empty((d[D_M3], d[D_S3], d[D_S3], L), dt), np.empty((d[D_M3], d[D_S3], d[D_S3], L), dt)
+    u4, x4 = np.empty((d[D_M4], d[D_S4], d[D_S4], L), dt), np.empty((d[D_M4], d[D_S4], d[D_S4], L), dt)
+    u5, x5 = np.empty((d[D_N5], L), dt), np.empty((d[D_N5], L), dt)
+    u6, x6 = np.empty((d[D_N6], L), dt), np.empty((d[D_N6], L), dt)
+    z, y = np.empty((d[D_OUT], L), dt), np.empty((d[D_OUT], L), dt)
+    one = np.empty((d[D_IN], d[D_IN]), dt)  # one resampled image (LeNet-1)
+    acc = np.empty(L * max(c5t.shape[1], f6t.shape[1], out_t.shape[1]), dt)  # the dense layers' sums
+    for start in range(a, b, L):
+        n = min(L, b - start)
+        for lane in range(n):
+            image = images[start + lane]
+            if dims[D_RESAMPLE]:
+                resample_into(image, resample, one)
+                image = one
+            for i in range(d[D_IN]):
+                for j in range(d[D_IN]):
+                    x0[0, i, j, lane] = affine[0] * image[i, j] + affine[1]
+        conv_forward_lanes(x0, c1w, c1b, c1_pairs, u1)
+        activation_forward(u1.reshape(-1), x1.reshape(-1), act)
+        pool_forward_lanes(x1, s2c, s2b, u2, pool, s2_source)
+        activation_forward(u2.reshape(-1), x2.reshape(-1), pool_act)
+        conv_forward_lanes(x2, c3w, c3b, c3_pairs, u3)
+        activation_forward(u3.reshape(-1), x3.reshape(-1), act)
+        pool_forward_lanes(x3, s4c, s4b, u4, pool, s4_source)
+        activation_forward(u4.reshape(-1), x4.reshape(-1), pool_act)
+        h = x4.reshape((-1, L))  # (maps * 5 * 5, L): S4's output flat, per lane
+        if dims[D_N5] > 0:
+            dense_forward_lanes(h, c5t, c5b, u5, acc[:L * c5t.shape[1]].reshape((L, -1)))
+            activation_forward(u5.reshape(-1), x5.reshape(-1), act)
+            h = x5
+        if dims[D_N6] > 0:
+            dense_forward_lanes(h, f6t, f6b, u6, acc[:L * f6t.shape[1]].reshape((L, -1)))
+            activation_forward(u6.reshape(-1), x6.reshape(-1), act)
+            h = x6
+        if out_kind == OUTPUT_RBF:
+            rbf_forward_lanes(h, prototypes, y)
+        else:
+            dense_forward_lanes(h, out_t, ob, z, acc[:L * out_t.shape[1]].reshape((L, -1)))
+            neg_log_softmax_forward_lanes(z, y)
+        for lane in range(n):
+            for k in range(y.shape[0]):
+                out[start + lane, k] = y[k, lane]
 
 
 def forward_batch(images, theta, spec, bounds, out, shared_loop=False):
     """Outputs y for a batch; samples split over threads in contiguous chunks. shared_loop:
-    through sample_loop (MODE_FORWARD) instead of forward_chunk, the same outputs: the trainer
-    evaluates this way, so that a first `lenet5 train` compiles one loop, not two (~3 s)."""
+    through sample_loop (MODE_FORWARD) instead of forward_chunk: sample_forward's outputs bit
+    for bit (the lanes agree to rounding) and one compiled loop, not two, for a first `lenet5
+    train` (~3 s); the trainer evaluates this way."""
     if shared_loop:
         order, flat = np.arange(images.shape[0], dtype=np.int64), out.reshape(-1)
         run_chunks(lambda t, a, b: sample_loop(images, order[:0], order[a:b], theta, theta, spec, MODE_FORWARD,
@@ -522,4 +582,4 @@ def square_into(src, dst):
 # change to any of those files must recompile them (lenet5.jit_cache).
 from .jit_cache import flush_if_changed  # noqa: E402
 
-flush_if_changed(globals(), "kernels.py", "engine.py")
+flush_if_changed(globals(), "kernels.py", "lane_kernels.py", "engine.py")

@@ -13,6 +13,8 @@ import math
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.extending import intrinsic
 
 from .architecture import KERNEL, TANH_A, TANH_S
 
@@ -50,6 +52,22 @@ ACT_SCALED_TANH, ACT_TANH, ACT_SIGMOID, ACT_RELU, ACT_IDENTITY = range(5)
 _TANH_FAMILY = np.array([(TANH_A, TANH_S, 0.0), (1.0, 1.0, 0.0), (0.5, 0.5, 0.5)])
 
 
+@intrinsic
+def power_of_two(typingctx, k, like):
+    """2^k (an int32 k in the normal range) in the float type of `like`, exactly: its bits are
+    the biased exponent k + 127 (float32) or k + 1023 (float64) shifted into place, one
+    integer add and shift that vectorise (ldexp is a libm call)."""
+    def codegen(context, builder, signature, args):
+        width, bias, shift = (32, 127, 23) if like.bitwidth == 32 else (64, 1023, 52)
+        bits = ir.IntType(width)
+        exponent = builder.sext(args[0], bits) if width == 64 else args[0]
+        exponent = builder.add(exponent, ir.Constant(bits, bias))
+        return builder.bitcast(builder.shl(exponent, ir.Constant(bits, shift)), context.get_value_type(like))
+    if not (isinstance(k, nb.types.Integer) and k.bitwidth == 32 and isinstance(like, nb.types.Float)):
+        return None
+    return like(k, like), codegen
+
+
 @kernel
 def activation_forward(u, x, kind):
     f = x.dtype.type
@@ -73,14 +91,7 @@ def activation_forward(u, x, kind):
         r = v - kf * ln2
         e = r * (one + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * (c6 + r * (
             c7 + r * (c8 + r * (c9 + r * (c10 + r * (c11 + r * (c12 + r * c13))))))))))))
-        n = np.int32(-kf)  # 0 <= n <= 58: 2^kf = 2^-n
-        scale = one
-        scale *= f(2.0 ** -1) if n & 1 else one
-        scale *= f(2.0 ** -2) if n & 2 else one
-        scale *= f(2.0 ** -4) if n & 4 else one
-        scale *= f(2.0 ** -8) if n & 8 else one
-        scale *= f(2.0 ** -16) if n & 16 else one
-        scale *= f(2.0 ** -32) if n & 32 else one
+        scale = power_of_two(np.int32(kf), one)  # 2^kf, -58 <= kf <= 0
         e = scale * e + (scale - one)  # expm1(v)
         t = a * e / (-two - e)  # A tanh(S |u|)
         x[k] = offset + (t if u[k] >= 0 else -t)

@@ -1,0 +1,109 @@
+"""The inference fast path (engine.forward_chunk over lenet5.lane_kernels, LANES samples per
+block) against the per-sample reference composition (engine.sample_forward), and the lane
+kernels one by one against the per-sample kernels."""
+import numba as nb
+import numpy as np
+import pytest
+from test_hessian import VARIANTS
+
+from lenet5 import LeNet5, engine, kernels
+from lenet5 import lane_kernels as lanes
+from lenet5.model import reference_checkpoint
+
+ids = {"ids": lambda v: v.to_json()}
+
+
+def per_sample(net, x):
+    """Outputs y of each image through sample_forward, one at a time (the reference)."""
+    return np.stack([engine.forward_layers(image, net.theta, net.spec(net.default_loss))[7] for image in x])
+
+
+@pytest.mark.parametrize("variant", VARIANTS, **ids)
+def test_lane_forward_equals_the_per_sample_pass(variant):
+    """float64: every variant, a batch of two blocks and a partial one, split over threads
+    in chunks that do not fall on block boundaries; the per-sample pass within rounding."""
+    net = LeNet5.init(seed=4, dtype=np.float64, variant=variant)
+    n = 2 * lanes.LANES + 5
+    x = np.random.default_rng(6).uniform(-0.1, 1.175, (n, 32, 32))
+    want = per_sample(net, x)
+    for bounds in (np.array([0, n]), np.array([0, 7, n])):
+        got = np.full((n, want.shape[1]), np.nan)
+        engine.forward_batch(x, net.theta, net.spec(net.default_loss), bounds, got)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant", VARIANTS[:1] + VARIANTS[-3:], **ids)
+def test_lane_forward_float32_agrees_to_float32_rounding(variant):
+    net = LeNet5.init(seed=4, dtype=np.float32, variant=variant)
+    x = np.random.default_rng(7).uniform(-0.1, 1.175, (lanes.LANES + 3, 32, 32)).astype(np.float32)
+    got = net.forward_checked(x)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, per_sample(net, x), rtol=2e-5, atol=2e-5)
+
+
+def test_lane_forward_ranks_the_digits_as_the_shipped_checkpoint_does(mnist):
+    """On 2,000 real test digits the shipped (float32) network's answers through the lanes
+    are the per-sample pass's, and its outputs differ by float32 rounding only."""
+    net = LeNet5.load(reference_checkpoint())
+    (_, _), (tx, _) = mnist
+    x = tx[:2000].astype(np.float32)
+    got, want = net.forward_checked(x), net.forward_checked(x, shared_loop=True)
+    assert np.array_equal(got.argmin(axis=1), want.argmin(axis=1))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def lane_stack(arrays):
+    """(LANES, *shape) per-sample arrays -> (*shape, LANES), lanes last."""
+    return np.ascontiguousarray(np.moveaxis(np.asarray(arrays), 0, -1))
+
+
+def test_lane_conv_and_pool_equal_the_per_sample_kernels():
+    rng = np.random.default_rng(8)
+    net = LeNet5.init(seed=1, dtype=np.float64)
+    spec = net.spec()
+    c1w, c1b, s2c, s2b, c3w, c3b = engine.unpack(net.theta, spec[5], spec[6])[:6]
+    x = rng.standard_normal((lanes.LANES, 6, 14, 14))
+    want = np.zeros((lanes.LANES, 16, 10, 10))
+    for k in range(lanes.LANES):
+        kernels.conv_forward(x[k], c3w, c3b, spec[2], want[k])
+    got = np.zeros((16, 10, 10, lanes.LANES))
+    lanes.conv_forward_lanes(lane_stack(x), c3w, c3b, spec[2], got)
+    np.testing.assert_allclose(got, lane_stack(want), rtol=1e-12, atol=1e-13)
+    for kind in (kernels.POOL_SUM, kernels.POOL_MAX):
+        x1 = rng.standard_normal((lanes.LANES, 6, 28, 28))
+        want = np.zeros((lanes.LANES, 6, 14, 14))
+        for k in range(lanes.LANES):
+            kernels.pool_forward(x1[k], s2c, s2b, want[k], kind, spec[8])
+        got = np.zeros((6, 14, 14, lanes.LANES))
+        lanes.pool_forward_lanes(lane_stack(x1), s2c, s2b, got, kind, spec[8])
+        np.testing.assert_allclose(got, lane_stack(want), rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("n_out, n_in", [(120, 400), (84, 120), (10, 84), (3, 5)])
+def test_lane_dense_is_w_h_plus_b(n_out, n_in):
+    """Every input count (whole blocks of 8 rows, a remainder, fewer than one block) and unit
+    count (padded to LANES) against numpy."""
+    rng = np.random.default_rng(n_in)
+    weight, bias = rng.standard_normal((n_out, n_in)), rng.standard_normal(n_out)
+    h = rng.standard_normal((n_in, lanes.LANES))
+    weight_t = lanes.padded_transpose(weight)
+    assert weight_t.shape[1] % lanes.LANES == 0 and not weight_t[:, n_out:].any()
+    u = np.zeros((n_out, lanes.LANES))
+    lanes.dense_forward_lanes(h, weight_t, bias, u, np.full((lanes.LANES, weight_t.shape[1]), np.nan))
+    np.testing.assert_allclose(u, weight @ h + bias[:, None], rtol=1e-12, atol=1e-12)
+
+
+def test_power_of_two_is_exact_over_the_normal_range():
+    """kernels.power_of_two builds 2^k from the exponent bits: exact for every normal k."""
+    @nb.njit
+    def powers(ks, like):
+        out = np.empty(ks.shape[0], like.dtype)
+        for n in range(ks.shape[0]):
+            out[n] = kernels.power_of_two(ks[n], like[0])
+        return out
+
+    for dtype, low, high in ((np.float32, -126, 127), (np.float64, -1022, 1023)):
+        ks = np.arange(low, high + 1, dtype=np.int32)
+        got = powers(ks, np.ones(1, dtype))
+        assert got.dtype == dtype
+        assert np.array_equal(got, np.ldexp(np.ones(len(ks), dtype), ks))
