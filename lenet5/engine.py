@@ -16,15 +16,16 @@ always input -> C1 -> S2 -> C3 -> S4 -> [C5] -> [F6] -> output, the bracketed la
 when their unit counts are non-zero.
 
 One sample's pass is the composition of the per-layer kernels in `lenet5.kernels`; the
-fused drivers below (online training, batch gradients, the Hessian estimate, the trainer's
-evaluation) call exactly that composition, so there is one implementation of the math. The
-one fast path beside it is inference (`forward_chunk`): the same layers over blocks of
-samples through `lenet5.lane_kernels`, tested against this composition (tests/test_lanes.py).
+fused drivers below (online training, the Hessian estimate, the trainer's evaluation) call
+exactly that composition, so there is one implementation of the math. The fast path beside
+it runs the same layers on blocks of LANES samples, one per SIMD lane, through
+`lenet5.lane_kernels` (`lanes_forward`, `lanes_backward`): inference (`forward_chunk`) and
+batch gradients (`gradient_chunk`), tested against the per-sample pass (tests/test_lanes.py).
 
-Compilation (a first run's cost) is kept to two compiled loops: `sample_loop` (online steps,
-batch gradients, the Hessian estimate, and the trainer's evaluation, so that `lenet5 train`
-compiles only it) and `forward_chunk` (inference, a block of `lane_kernels.LANES` samples at
-a time, one per SIMD lane: the same layers as sample_forward, to rounding). The pass itself
+Compilation (a first run's cost) is kept to one compiled loop per job: `sample_loop` (online
+steps, the Hessian estimate, and the trainer's evaluation, so that `lenet5 train` compiles
+only it), `forward_chunk` (inference: `lenet5 evaluate`, `predict`) and `gradient_chunk`
+(mini-batch training). The pass itself
 (`sample_forward`, `sample_backward`) is inlined into them at Numba's level, so LLVM optimises
 it once per loop rather than once more per level of calls; flags are passed as runtime values
 (a literal would compile a kernel once per value); the batch drivers run one chunk per Python
@@ -73,11 +74,15 @@ from .kernels import (
 )
 from .lane_kernels import (
     LANES,
+    conv_backward_lanes,
     conv_forward_lanes,
+    dense_backward_lanes,
     dense_forward_lanes,
     neg_log_softmax_forward_lanes,
     padded_transpose,
+    pool_backward_lanes,
     pool_forward_lanes,
+    rbf_backward_lanes,
     rbf_forward_lanes,
 )
 
@@ -374,61 +379,170 @@ def _pool(workers):
     return _POOLS[workers]
 
 
+@kernel
+def new_lane_workspace(dtype_probe, spec):
+    """new_workspace for a block of LANES samples (lenet5.lane_kernels): the same (acts,
+    deltas, scratch) with a last axis of LANES on every buffer; then `dense`: each dense
+    layer's W^T and W, zero-padded to whole lane vectors (padded_transpose), and two flat
+    buffers for their sums."""
+    dt, d, L = dtype_probe.dtype, spec[6], LANES
+    bufs = []
+    for _ in range(3):
+        bufs.append((np.zeros((1, d[D_IN], d[D_IN], L), dt), np.zeros((d[D_M1], d[D_S1], d[D_S1], L), dt),
+                     np.zeros((d[D_M2], d[D_S2], d[D_S2], L), dt), np.zeros((d[D_M3], d[D_S3], d[D_S3], L), dt),
+                     np.zeros((d[D_M4], d[D_S4], d[D_S4], L), dt), np.zeros((d[D_N5], L), dt),
+                     np.zeros((d[D_N6], L), dt), np.zeros((d[D_OUT], L), dt)))
+    c5w, _, f6w, _, ow, _ = unpack(dtype_probe, spec[5], d)[8:]
+    dense = (padded_transpose(c5w), padded_transpose(f6w), padded_transpose(ow),
+             padded_transpose(c5w.T), padded_transpose(f6w.T), padded_transpose(ow.T))
+    widest = 0
+    for w in dense:
+        widest = max(widest, w.shape[0], w.shape[1])
+    return bufs[0], bufs[1], bufs[2], dense, np.empty(L * widest, dt), np.empty(L * widest, dt)
+
+
+@inlined
+def lanes_forward(images, start, n, theta, spec, acts, scratch, dense, acc):
+    """sample_forward for images[start:start+n] (n <= LANES) in the lanes of acts; lanes past
+    n keep whatever they held (their outputs are not read)."""
+    prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source, affine = spec
+    act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
+    pool_act = ACT_IDENTITY if pool == POOL_MAX else act
+    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, _, c5b, _, f6b, _, ob = unpack(theta, offsets, dims)
+    c5t, f6t, out_t = dense[0], dense[1], dense[2]
+    x0, x1, x2, x3, x4, x5, x6, y = acts
+    _, u1, u2, u3, u4, u5, u6, z = scratch
+    size, L = dims[D_IN], LANES
+    one = np.empty((size, size), x0.dtype)  # one resampled image (LeNet-1)
+    for lane in range(n):
+        image = images[start + lane]
+        if dims[D_RESAMPLE]:
+            resample_into(image, resample, one)
+            for i in range(size):
+                for j in range(size):
+                    x0[0, i, j, lane] = affine[0] * one[i, j] + affine[1]
+        else:
+            for i in range(size):
+                for j in range(size):
+                    x0[0, i, j, lane] = affine[0] * image[i, j] + affine[1]
+    conv_forward_lanes(x0, c1w, c1b, c1_pairs, u1)
+    activation_forward(u1.reshape(-1), x1.reshape(-1), act)
+    pool_forward_lanes(x1, s2c, s2b, u2, pool, s2_source)
+    activation_forward(u2.reshape(-1), x2.reshape(-1), pool_act)
+    conv_forward_lanes(x2, c3w, c3b, c3_pairs, u3)
+    activation_forward(u3.reshape(-1), x3.reshape(-1), act)
+    pool_forward_lanes(x3, s4c, s4b, u4, pool, s4_source)
+    activation_forward(u4.reshape(-1), x4.reshape(-1), pool_act)
+    h = x4.reshape((-1, L))  # (maps * 5 * 5, L): S4's output flat, per lane
+    if dims[D_N5] > 0:
+        dense_forward_lanes(h, c5t, c5b, u5, acc[:L * c5t.shape[1]].reshape((L, -1)))
+        activation_forward(u5.reshape(-1), x5.reshape(-1), act)
+        h = x5
+    if dims[D_N6] > 0:
+        dense_forward_lanes(h, f6t, f6b, u6, acc[:L * f6t.shape[1]].reshape((L, -1)))
+        activation_forward(u6.reshape(-1), x6.reshape(-1), act)
+        h = x6
+    if out_kind == OUTPUT_RBF:
+        rbf_forward_lanes(h, prototypes, y)
+    else:
+        dense_forward_lanes(h, out_t, ob, z, acc[:L * out_t.shape[1]].reshape((L, -1)))
+        neg_log_softmax_forward_lanes(z, y)
+
+
+@inlined
+def lanes_backward(theta, spec, acts, deltas, scratch, grad, dense, acc, h_t, padded):
+    """sample_backward (power 1, no step) for a block: deltas[7] holds dE/dy per lane, zero in
+    unused lanes; the parameter gradients, summed over the lanes, are added into grad.
+    h_t and padded: scratch for dense_backward_lanes and C3's conv_backward_lanes."""
+    prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, _, s2_source, s4_source, _ = spec
+    act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
+    pool_act = ACT_IDENTITY if pool == POOL_MAX else act
+    c1w, _, s2c, _, c3w, _, s4c = unpack(theta, offsets, dims)[:7]
+    g1w, g1b, g2c, g2b, g3w, g3b, g4c, g4b, g5w, g5b, g6w, g6b, gow, gob = unpack(grad, offsets, dims)
+    c5p, f6p, out_p = dense[3], dense[4], dense[5]
+    x0, x1, x2, x3, x4, x5, x6, y = acts
+    e0, e1, e2, e3, e4, e5, e6, dy = deltas
+    _, dx1, dx2, dx3, dx4, dx5, dx6, dz = scratch  # dE/dx of each layer's output
+    L = LANES
+    yes, no = np.bool_(True), np.bool_(False)
+    flat4, dflat4 = x4.reshape((-1, L)), dx4.reshape((-1, L))
+    h, dh = (x6, dx6) if dims[D_N6] > 0 else ((x5, dx5) if dims[D_N5] > 0 else (flat4, dflat4))
+    if out_kind == OUTPUT_RBF:
+        rbf_backward_lanes(h, prototypes, dy, dh)               # dE/dx6
+    else:
+        for lane in range(L):
+            neg_log_softmax_backward(y[:, lane].copy(), dy[:, lane].copy(), acc[:y.shape[0]])
+            for k in range(y.shape[0]):
+                dz[k, lane] = acc[k]                            # dE/dz
+        dense_backward_lanes(h, out_p, dz, gow, gob, dh, yes, h_t[:L * h.shape[0]].reshape((L, -1)),
+                             acc[:L * out_p.shape[1]].reshape((L, -1)))
+    if dims[D_N6] > 0:
+        activation_backward(x6.reshape(-1), dx6.reshape(-1), e6.reshape(-1), 1, act)
+        below, dbelow = (x5, dx5) if dims[D_N5] > 0 else (flat4, dflat4)
+        dense_backward_lanes(below, f6p, e6, g6w, g6b, dbelow, yes, h_t[:L * below.shape[0]].reshape((L, -1)),
+                             acc[:L * f6p.shape[1]].reshape((L, -1)))
+    if dims[D_N5] > 0:
+        activation_backward(x5.reshape(-1), dx5.reshape(-1), e5.reshape(-1), 1, act)
+        dense_backward_lanes(flat4, c5p, e5, g5w, g5b, dflat4, yes, h_t[:L * flat4.shape[0]].reshape((L, -1)),
+                             acc[:L * c5p.shape[1]].reshape((L, -1)))
+    activation_backward(x4.reshape(-1), dx4.reshape(-1), e4.reshape(-1), 1, pool_act)  # S4
+    pool_backward_lanes(x3, s4c, e4, g4c, g4b, dx3, pool, s4_source)  # dE/dx3 = beta4 up(delta4)
+    activation_backward(x3.reshape(-1), dx3.reshape(-1), e3.reshape(-1), 1, act)  # beta f' up
+    conv_backward_lanes(x2, c3w, e3, c3_pairs, g3w, g3b, dx2, yes, padded)
+    activation_backward(x2.reshape(-1), dx2.reshape(-1), e2.reshape(-1), 1, pool_act)
+    if s2_source.shape[0] == x1.shape[0]:
+        pool_backward_lanes(x1, s2c, e2, g2c, g2b, dx1, pool, s2_source)
+    else:  # LeNet-4: two S2 maps read each C1 map; their dE/dx add up
+        per_map = np.empty((s2_source.shape[0], x1.shape[1], x1.shape[2], L), x1.dtype)
+        pool_backward_lanes(x1, s2c, e2, g2c, g2b, per_map, pool, s2_source)
+        dx1[:] = 0.0
+        for m in range(s2_source.shape[0]):
+            src, dst = per_map[m].reshape(-1), dx1[s2_source[m]].reshape(-1)
+            for q in range(src.shape[0]):
+                dst[q] += src[q]
+    activation_backward(x1.reshape(-1), dx1.reshape(-1), e1.reshape(-1), 1, act)
+    conv_backward_lanes(x0, c1w, e1, c1_pairs, g1w, g1b, e0, no, padded)  # (no dE/dx0)
+
+
 @chunk_kernel
 def forward_chunk(images, theta, spec, a, b, out):
     """Outputs y of images[a:b] into out[a:b], on the calling thread, LANES samples at a time
     through the lane kernels (lenet5.lane_kernels): the same layers as sample_forward."""
-    prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source, affine = spec
-    act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
-    pool_act = ACT_IDENTITY if pool == POOL_MAX else act
-    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta, offsets, dims)
-    c5t, f6t, out_t = padded_transpose(c5w), padded_transpose(f6w), padded_transpose(ow)
-    d, dt, L = dims, theta.dtype, LANES
-    x0 = np.zeros((1, d[D_IN], d[D_IN], L), dt)
-    u1, x1 = np.empty((d[D_M1], d[D_S1], d[D_S1], L), dt), np.empty((d[D_M1], d[D_S1], d[D_S1], L), dt)
-    u2, x2 = np.empty((d[D_M2], d[D_S2], d[D_S2], L), dt), np.empty((d[D_M2], d[D_S2], d[D_S2], L), dt)
-    u3, x3 = np.empty((d[D_M3], d[D_S3], d[D_S3], L), dt), np.empty((d[D_M3], d[D_S3], d[D_S3], L), dt)
-    u4, x4 = np.empty((d[D_M4], d[D_S4], d[D_S4], L), dt), np.empty((d[D_M4], d[D_S4], d[D_S4], L), dt)
-    u5, x5 = np.empty((d[D_N5], L), dt), np.empty((d[D_N5], L), dt)
-    u6, x6 = np.empty((d[D_N6], L), dt), np.empty((d[D_N6], L), dt)
-    z, y = np.empty((d[D_OUT], L), dt), np.empty((d[D_OUT], L), dt)
-    one = np.empty((d[D_IN], d[D_IN]), dt)  # one resampled image (LeNet-1)
-    acc = np.empty(L * max(c5t.shape[1], f6t.shape[1], out_t.shape[1]), dt)  # the dense layers' sums
-    for start in range(a, b, L):
-        n = min(L, b - start)
-        for lane in range(n):
-            image = images[start + lane]
-            if dims[D_RESAMPLE]:
-                resample_into(image, resample, one)
-                image = one
-            for i in range(d[D_IN]):
-                for j in range(d[D_IN]):
-                    x0[0, i, j, lane] = affine[0] * image[i, j] + affine[1]
-        conv_forward_lanes(x0, c1w, c1b, c1_pairs, u1)
-        activation_forward(u1.reshape(-1), x1.reshape(-1), act)
-        pool_forward_lanes(x1, s2c, s2b, u2, pool, s2_source)
-        activation_forward(u2.reshape(-1), x2.reshape(-1), pool_act)
-        conv_forward_lanes(x2, c3w, c3b, c3_pairs, u3)
-        activation_forward(u3.reshape(-1), x3.reshape(-1), act)
-        pool_forward_lanes(x3, s4c, s4b, u4, pool, s4_source)
-        activation_forward(u4.reshape(-1), x4.reshape(-1), pool_act)
-        h = x4.reshape((-1, L))  # (maps * 5 * 5, L): S4's output flat, per lane
-        if dims[D_N5] > 0:
-            dense_forward_lanes(h, c5t, c5b, u5, acc[:L * c5t.shape[1]].reshape((L, -1)))
-            activation_forward(u5.reshape(-1), x5.reshape(-1), act)
-            h = x5
-        if dims[D_N6] > 0:
-            dense_forward_lanes(h, f6t, f6b, u6, acc[:L * f6t.shape[1]].reshape((L, -1)))
-            activation_forward(u6.reshape(-1), x6.reshape(-1), act)
-            h = x6
-        if out_kind == OUTPUT_RBF:
-            rbf_forward_lanes(h, prototypes, y)
-        else:
-            dense_forward_lanes(h, out_t, ob, z, acc[:L * out_t.shape[1]].reshape((L, -1)))
-            neg_log_softmax_forward_lanes(z, y)
+    acts, _, scratch, dense, acc, _ = new_lane_workspace(theta, spec)
+    y = acts[7]
+    for start in range(a, b, LANES):
+        n = min(LANES, b - start)
+        lanes_forward(images, start, n, theta, spec, acts, scratch, dense, acc)
         for lane in range(n):
             for k in range(y.shape[0]):
                 out[start + lane, k] = y[k, lane]
+
+
+@chunk_kernel
+def gradient_chunk(images, labels, theta, spec, a, b, losses, grad):
+    """losses[a:b] and the sum of the gradients of images[a:b] added into grad, LANES samples
+    at a time (loss_gradient_batch's chunk): lanes_forward, the criterion lane by lane, then
+    lanes_backward."""
+    acts, deltas, scratch, dense, acc, h_t = new_lane_workspace(theta, spec)
+    y, dy = acts[7], deltas[7]
+    dims, L = spec[6], LANES
+    # C3's rows of delta with KERNEL - 1 zero columns either side (conv_backward_lanes's dx)
+    padded = np.zeros((dims[D_M3], dims[D_S3], (dims[D_S3] + 2 * (KERNEL - 1)) * L), theta.dtype)
+    column, dcolumn = np.empty(y.shape[0], theta.dtype), np.empty(y.shape[0], theta.dtype)
+    for start in range(a, b, L):
+        n = min(L, b - start)
+        lanes_forward(images, start, n, theta, spec, acts, scratch, dense, acc)
+        for lane in range(L):
+            if lane < n:
+                for k in range(y.shape[0]):
+                    column[k] = y[k, lane]
+                losses[start + lane] = loss_forward_backward(column, labels[start + lane], spec[3][LOSS],
+                                                             spec[4], dcolumn)
+            else:
+                dcolumn[:] = 0.0  # an unused lane adds nothing to the gradient
+            for k in range(y.shape[0]):
+                dy[k, lane] = dcolumn[k]
+        lanes_backward(theta, spec, acts, deltas, scratch, grad, dense, acc, h_t, padded)
 
 
 def forward_batch(images, theta, spec, bounds, out, shared_loop=False):
@@ -456,10 +570,9 @@ def forward_layers(image, theta, spec):
 def loss_gradient_batch(images, labels, theta, spec, bounds, losses, grad):
     """Per-sample losses and the SUM of per-sample gradients; one gradient buffer per thread."""
     partial = np.zeros((bounds.shape[0] - 1, theta.shape[0]), theta.dtype)
-    order = np.arange(images.shape[0], dtype=np.int64)
 
     def chunk(t, a, b):
-        sample_loop(images, labels, order[a:b], theta, theta, spec, MODE_GRADIENT, 0, losses[a:b], partial[t])
+        gradient_chunk(images, labels, theta, spec, a, b, losses, partial[t])
 
     run_chunks(chunk, bounds)
     np.sum(partial, axis=0, out=grad)

@@ -4,13 +4,17 @@ The per-sample kernels in `lenet5.kernels` are the readable reference; these com
 same layers for LANES images side by side, every array carrying a last axis of LANES: a
 layer's output u[m, y, x] becomes u[m, y, x, :], one value per sample. Every sum is then a
 vector of independent per-sample sums (broadcast weight times a lane vector), so the loops
-vectorise without wide-row junk columns or horizontal reductions, and a dense layer's
-weights are read once per block instead of once per sample. The sums run in another order
-than the reference's, so results agree with it to rounding (tests/test_lanes.py), not bit
-for bit; training never uses these (its outputs stay those of `lenet5.kernels`).
+vectorise without wide-row junk columns, and a dense layer's weights are read once per block
+instead of once per sample. A parameter gradient is summed over the lanes as well, which is
+what a batch gradient is. The sums run in another order than the reference's, so results
+agree with it to rounding (tests/test_lanes.py), not bit for bit.
 
-The activation needs no lane kernel: it is elementwise, so `kernels.activation_forward`
-runs on the flat view of a lane array.
+Used by inference (`engine.forward_chunk`) and batch gradients (`engine.gradient_chunk`).
+The paper's online training, the Hessian estimate and the trainer's evaluation stay on the
+per-sample kernels, so their results (and the shipped checkpoint) are unchanged bit for bit.
+
+The activation needs no lane kernel: it is elementwise, so `kernels.activation_forward` and
+`activation_backward` run on the flat view of a lane array.
 """
 import numpy as np
 
@@ -197,3 +201,150 @@ def neg_log_softmax_forward_lanes(z, y):
     for k in range(z.shape[0]):
         for lane in range(LANES):
             y[k, lane] = top[lane] - z[k, lane]
+
+
+# ================================================================ backward (batch gradients)
+# The same layers' backward kernels for a block: per-lane deltas, and the parameter gradients
+# summed over the lanes (a batch gradient is a sum over samples; callers zero them).
+
+# dE/dW[m,c,i,j] = sum_lanes x[c] (*) delta[m]          ('valid' correlation, all lanes at once)
+# dE/db[m]       = sum_lanes sum delta[m]
+# dE/dx[c]       = sum_m delta[m] (*)full rot180(W[m,c])  ('full' correlation, rotated kernel)
+# Lanes last: a row x[c, y+i, j:j+width, :] against delta[m, y] is one contiguous dot product;
+# for dx, delta's rows sit in `padded` with KERNEL-1 zero columns either side, so that
+#   dx[c, y+i, t, :] += sum_j W[m,c,i,j] delta[m, y, t-j, :]
+# is one contiguous pass over the row: flat, out[q] += sum_j W[m,c,i,j] d[q + (4-j)*LANES].
+
+@kernel
+def conv_backward_lanes(x, weight, delta, pairs, dweight, dbias, dx, need_dx, padded):
+    assert weight.shape[2] == KERNEL and weight.shape[3] == KERNEL and delta.shape[3] == LANES
+    maps, height, width, _ = delta.shape
+    n = width * LANES
+    for m in range(maps):
+        total = delta.dtype.type(0.0)
+        for y in range(height):
+            src = delta[m, y].reshape(-1)
+            for q in range(n):
+                total += src[q]
+        dbias[m] += total
+    for p in range(pairs.shape[0]):
+        m, c = pairs[p, 0], pairs[p, 1]
+        for i in range(KERNEL):
+            g0 = g1 = g2 = g3 = g4 = delta.dtype.type(0.0)
+            for y in range(height):
+                row, d = x[c, y + i].reshape(-1), delta[m, y].reshape(-1)
+                for q in range(n):
+                    g0 += row[q] * d[q]
+                    g1 += row[q + LANES] * d[q]
+                    g2 += row[q + 2 * LANES] * d[q]
+                    g3 += row[q + 3 * LANES] * d[q]
+                    g4 += row[q + 4 * LANES] * d[q]
+            dweight[m, c, i, 0] += g0
+            dweight[m, c, i, 1] += g1
+            dweight[m, c, i, 2] += g2
+            dweight[m, c, i, 3] += g3
+            dweight[m, c, i, 4] += g4
+    if not need_dx:
+        return
+    pad = (KERNEL - 1) * LANES  # padded[m, y]: zeros, delta[m, y] from pad on, zeros
+    for m in range(maps):
+        for y in range(height):
+            src, dst = delta[m, y].reshape(-1), padded[m, y]
+            for q in range(n):
+                dst[pad + q] = src[q]
+    dx[:] = 0.0
+    n_in = dx.shape[2] * LANES
+    for p in range(pairs.shape[0]):
+        m, c = pairs[p, 0], pairs[p, 1]
+        for y in range(height):
+            d = padded[m, y]
+            for i in range(KERNEL):
+                w0, w1, w2, w3, w4 = weight[m, c, i]
+                out = dx[c, y + i].reshape(-1)
+                for q in range(n_in):
+                    out[q] += (w0 * d[q + 4 * LANES] + w1 * d[q + 3 * LANES] + w2 * d[q + 2 * LANES]
+                               + w3 * d[q + LANES] + w4 * d[q])
+
+
+# sum: dE/dbeta[m] = sum_lanes sum delta[m] * down(x[s]);  dE/db[m] = sum_lanes sum delta[m];
+#      dE/dx[m] = beta[m] * up(delta[m]);
+# max: dE/dx = delta at the block's winning input (the first in row-major order on a tie).
+# As the per-sample kernel, pooled map m's dE/dx goes to dx[m] (the caller adds shared maps).
+
+@kernel
+def pool_backward_lanes(x, coeff, delta, dcoeff, dbias, dx, kind, source):
+    maps, height, width, _ = delta.shape
+    zero = delta.dtype.type(0.0)
+    for m in range(maps):
+        s, beta = source[m], coeff[m]
+        gcoeff = zero
+        gbias = zero
+        for y in range(height):
+            for xx in range(width):
+                d = delta[m, y, xx]
+                a, b = x[s, 2 * y, 2 * xx], x[s, 2 * y, 2 * xx + 1]
+                c, e = x[s, 2 * y + 1, 2 * xx], x[s, 2 * y + 1, 2 * xx + 1]
+                da, db = dx[m, 2 * y, 2 * xx], dx[m, 2 * y, 2 * xx + 1]
+                dc, de = dx[m, 2 * y + 1, 2 * xx], dx[m, 2 * y + 1, 2 * xx + 1]
+                if kind == POOL_MAX:
+                    for lane in range(LANES):
+                        best = max(max(a[lane], b[lane]), max(c[lane], e[lane]))
+                        first_a = a[lane] == best
+                        first_b = not first_a and b[lane] == best
+                        first_c = not first_a and not first_b and c[lane] == best
+                        da[lane] = d[lane] if first_a else zero
+                        db[lane] = d[lane] if first_b else zero
+                        dc[lane] = d[lane] if first_c else zero
+                        de[lane] = d[lane] if not (first_a or first_b or first_c) else zero
+                else:
+                    for lane in range(LANES):
+                        gcoeff += d[lane] * (a[lane] + b[lane] + c[lane] + e[lane])
+                        gbias += d[lane]
+                        up = beta * d[lane]
+                        da[lane] = up
+                        db[lane] = up
+                        dc[lane] = up
+                        de[lane] = up
+        dcoeff[m] += gcoeff
+        dbias[m] += gbias
+
+
+# dE/dW = sum_lanes delta h^T;  dE/db = sum_lanes delta;  dE/dx = W^T delta (per lane).
+# The weight gradient runs along W's rows: dW[o, :] += sum_lanes delta[o, lane] h[:, lane]^T,
+# with h transposed to (LANES, inputs) in `h_t`, four lanes a pass. dE/dx is
+# dense_forward_lanes with W padded (units, inputs rounded up) in place of W^T padded.
+
+@kernel
+def dense_backward_lanes(h, weight_padded, delta, dweight, dbias, dx, need_dx, h_t, acc):
+    n_out, n_in = dweight.shape
+    for i in range(n_in):
+        for lane in range(LANES):
+            h_t[lane, i] = h[i, lane]
+    for o in range(n_out):
+        d, g = delta[o], dweight[o]
+        total = delta.dtype.type(0.0)
+        for lane in range(LANES):
+            total += d[lane]
+        dbias[o] += total
+        for lane in range(0, LANES, 4):
+            d0, d1, d2, d3 = d[lane], d[lane + 1], d[lane + 2], d[lane + 3]
+            r0, r1, r2, r3 = h_t[lane], h_t[lane + 1], h_t[lane + 2], h_t[lane + 3]
+            for i in range(n_in):
+                g[i] += d0 * r0[i] + d1 * r1[i] + d2 * r2[i] + d3 * r3[i]
+    if need_dx:
+        dense_forward_lanes(delta, weight_padded, np.zeros(dx.shape[0], delta.dtype), dx, acc)
+
+
+# RBF: dE/dx[j] = sum_k dE/dy[k] * 2 (x[j] - P[k,j]), per lane
+
+@kernel
+def rbf_backward_lanes(x, prototypes, dy, dx):
+    for j in range(x.shape[0]):
+        for lane in range(LANES):
+            dx[j, lane] = 0.0
+    for k in range(prototypes.shape[0]):
+        g = dy[k]
+        for j in range(prototypes.shape[1]):
+            p, out, xj = prototypes[k, j], dx[j], x[j]
+            for lane in range(LANES):
+                out[lane] += 2.0 * g[lane] * (xj[lane] - p)

@@ -107,3 +107,45 @@ def test_power_of_two_is_exact_over_the_normal_range():
         got = powers(ks, np.ones(1, dtype))
         assert got.dtype == dtype
         assert np.array_equal(got, np.ldexp(np.ones(len(ks), dtype), ks))
+
+
+@pytest.mark.parametrize("variant", VARIANTS, **ids)
+def test_lane_gradients_equal_the_per_sample_pass(variant):
+    """loss_gradient_batch (gradient_chunk: lanes_forward, the criterion lane by lane,
+    lanes_backward) against the per-sample pass (sample_loop, MODE_GRADIENT) in float64:
+    every variant, two blocks and a partial one, chunks that do not fall on block boundaries.
+    The table's unconnected C3 kernels get exactly zero."""
+    net = LeNet5.init(seed=5, dtype=np.float64, variant=variant)
+    n = 2 * lanes.LANES + 5
+    rng = np.random.default_rng(9)
+    x, labels = rng.uniform(-0.1, 1.175, (n, 32, 32)), rng.integers(0, 10, n)
+    spec = net.spec(net.default_loss)
+    want_losses, want = np.zeros(n), np.zeros_like(net.theta)
+    engine.sample_loop(x, labels, np.arange(n), net.theta, net.theta, spec, engine.MODE_GRADIENT, 0,
+                       want_losses, want)
+    losses, grad = np.full(n, np.nan), np.full_like(net.theta, np.nan)
+    engine.loss_gradient_batch(x, labels, net.theta, spec, np.array([0, 7, n]), losses, grad)
+    np.testing.assert_allclose(losses, want_losses, rtol=1e-12)
+    np.testing.assert_allclose(grad, want, rtol=1e-11, atol=1e-14 * np.abs(want).max())
+    c3 = LeNet5.views(grad, variant)["C3.weight"]
+    unconnected = LeNet5.views(net.fixed_mask(), variant)["C3.weight"] if variant.c3 == "table" else None
+    if unconnected is not None:
+        assert unconnected.any() and np.all(c3[unconnected] == 0.0)
+
+
+def test_lane_gradient_of_a_partial_block_counts_only_its_samples():
+    """LANES + 3 samples: a full block, then one of 3 whose other lanes still hold the first
+    block's images. The gradient is the sum of the per-sample ones: unused lanes add nothing."""
+    net = LeNet5.init(seed=6, dtype=np.float64)
+    rng = np.random.default_rng(10)
+    x, labels = rng.uniform(-0.1, 1.175, (lanes.LANES + 3, 32, 32)), rng.integers(0, 10, lanes.LANES + 3)
+    spec = net.spec()
+    total = np.zeros_like(net.theta)
+    for s in range(lanes.LANES + 3):
+        one = np.zeros_like(net.theta)
+        engine.loss_gradient_batch(x[s:s + 1], labels[s:s + 1], net.theta, spec, np.array([0, 1]), np.zeros(1), one)
+        total += one
+    grad = np.zeros_like(net.theta)
+    engine.loss_gradient_batch(x, labels, net.theta, spec, np.array([0, lanes.LANES + 3]),
+                               np.zeros(lanes.LANES + 3), grad)
+    np.testing.assert_allclose(grad, total, rtol=1e-11, atol=1e-14 * np.abs(total).max())
