@@ -450,10 +450,10 @@ def lanes_forward(images, start, n, theta, spec, acts, scratch, dense, acc):
 
 
 @inlined
-def lanes_backward(theta, spec, acts, deltas, scratch, grad, dense, acc, h_t, padded):
+def lanes_backward(theta, spec, acts, deltas, scratch, grad, dense, acc, h_t, wide1, wide3):
     """sample_backward (power 1, no step) for a block: deltas[7] holds dE/dy per lane, zero in
     unused lanes; the parameter gradients, summed over the lanes, are added into grad.
-    h_t and padded: scratch for dense_backward_lanes and C3's conv_backward_lanes."""
+    h_t, wide1, wide3: scratch for dense_backward_lanes and C1's and C3's conv_backward_lanes."""
     prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, _, s2_source, s4_source, _ = spec
     act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
     pool_act = ACT_IDENTITY if pool == POOL_MAX else act
@@ -488,7 +488,7 @@ def lanes_backward(theta, spec, acts, deltas, scratch, grad, dense, acc, h_t, pa
     activation_backward(x4.reshape(-1), dx4.reshape(-1), e4.reshape(-1), 1, pool_act)  # S4
     pool_backward_lanes(x3, s4c, e4, g4c, g4b, dx3, pool, s4_source)  # dE/dx3 = beta4 up(delta4)
     activation_backward(x3.reshape(-1), dx3.reshape(-1), e3.reshape(-1), 1, act)  # beta f' up
-    conv_backward_lanes(x2, c3w, e3, c3_pairs, g3w, g3b, dx2, yes, padded)
+    conv_backward_lanes(x2, c3w, e3, c3_pairs, g3w, g3b, dx2, yes, wide3)
     activation_backward(x2.reshape(-1), dx2.reshape(-1), e2.reshape(-1), 1, pool_act)
     if s2_source.shape[0] == x1.shape[0]:
         pool_backward_lanes(x1, s2c, e2, g2c, g2b, dx1, pool, s2_source)
@@ -501,7 +501,7 @@ def lanes_backward(theta, spec, acts, deltas, scratch, grad, dense, acc, h_t, pa
             for q in range(src.shape[0]):
                 dst[q] += src[q]
     activation_backward(x1.reshape(-1), dx1.reshape(-1), e1.reshape(-1), 1, act)
-    conv_backward_lanes(x0, c1w, e1, c1_pairs, g1w, g1b, e0, no, padded)  # (no dE/dx0)
+    conv_backward_lanes(x0, c1w, e1, c1_pairs, g1w, g1b, e0, no, wide1)  # (no dE/dx0)
 
 
 @chunk_kernel
@@ -526,8 +526,10 @@ def gradient_chunk(images, labels, theta, spec, a, b, losses, grad):
     acts, deltas, scratch, dense, acc, h_t = new_lane_workspace(theta, spec)
     y, dy = acts[7], deltas[7]
     dims, L = spec[6], LANES
-    # C3's rows of delta with KERNEL - 1 zero columns either side (conv_backward_lanes's dx)
-    padded = np.zeros((dims[D_M3], dims[D_S3], (dims[D_S3] + 2 * (KERNEL - 1)) * L), theta.dtype)
+    # conv_backward_lanes's wide deltas of C1 and C3: zeros outside the rows it writes
+    pad = 2 * (KERNEL - 1) * L
+    wide1 = np.zeros((dims[D_M1], pad + dims[D_S1] * dims[D_IN] * L), theta.dtype)
+    wide3 = np.zeros((dims[D_M3], pad + dims[D_S3] * dims[D_S2] * L), theta.dtype)
     column, dcolumn = np.empty(y.shape[0], theta.dtype), np.empty(y.shape[0], theta.dtype)
     for start in range(a, b, L):
         n = min(L, b - start)
@@ -542,7 +544,7 @@ def gradient_chunk(images, labels, theta, spec, a, b, losses, grad):
                 dcolumn[:] = 0.0  # an unused lane adds nothing to the gradient
             for k in range(y.shape[0]):
                 dy[k, lane] = dcolumn[k]
-        lanes_backward(theta, spec, acts, deltas, scratch, grad, dense, acc, h_t, padded)
+        lanes_backward(theta, spec, acts, deltas, scratch, grad, dense, acc, h_t, wide1, wide3)
 
 
 def forward_batch(images, theta, spec, bounds, out, shared_loop=False):

@@ -122,9 +122,10 @@ def pool_forward_lanes(x, coeff, bias, u, kind, source):
 # ---------------------------------------------------------------- dense (C5 seen flat, F6)
 # u = W h + b for LANES columns h[:, lane]. Lane by lane, u[:, lane] += h[i, lane] W^T[i, :]
 # runs along the rows of W^T (inputs, units), its units zero-padded to a multiple of LANES
-# (`padded_transpose`) so every pass is whole vectors; the inputs are taken in blocks of
-# DENSE_BLOCK rows, which stay in L1 while all the lanes pass over them. `acc` (LANES, units
-# padded) holds the sums.
+# (`padded_transpose`) so every pass is whole vectors. A pass takes four rows of W^T and four
+# lanes: each load of W^T serves four lanes (loads, not multiplies, bound these loops). The
+# inputs are taken in blocks of DENSE_BLOCK rows, which stay in L1 while all the lanes pass
+# over them. `acc` (LANES, units padded) holds the sums.
 DENSE_BLOCK = 32
 
 
@@ -148,22 +149,30 @@ def dense_forward_lanes(h, weight_t, bias, u, acc):
             acc[lane, o] = bias[o] if o < n_out else 0.0
     for i0 in range(0, n_in, DENSE_BLOCK):
         i1 = min(i0 + DENSE_BLOCK, n_in)
-        for lane in range(LANES):
-            a = acc[lane]
+        for lane in range(0, LANES, 4):  # four lanes share each load of a row of W^T
+            a0, a1, a2, a3 = acc[lane], acc[lane + 1], acc[lane + 2], acc[lane + 3]
             i = i0
-            while i + 8 <= i1:
-                h0, h1, h2, h3 = h[i, lane], h[i + 1, lane], h[i + 2, lane], h[i + 3, lane]
-                h4, h5, h6, h7 = h[i + 4, lane], h[i + 5, lane], h[i + 6, lane], h[i + 7, lane]
+            while i + 4 <= i1:
                 w0, w1, w2, w3 = weight_t[i], weight_t[i + 1], weight_t[i + 2], weight_t[i + 3]
-                w4, w5, w6, w7 = weight_t[i + 4], weight_t[i + 5], weight_t[i + 6], weight_t[i + 7]
+                p0, p1, p2, p3 = h[i, lane], h[i + 1, lane], h[i + 2, lane], h[i + 3, lane]
+                q0, q1, q2, q3 = h[i, lane + 1], h[i + 1, lane + 1], h[i + 2, lane + 1], h[i + 3, lane + 1]
+                r0, r1, r2, r3 = h[i, lane + 2], h[i + 1, lane + 2], h[i + 2, lane + 2], h[i + 3, lane + 2]
+                s0, s1, s2, s3 = h[i, lane + 3], h[i + 1, lane + 3], h[i + 2, lane + 3], h[i + 3, lane + 3]
                 for o in range(n_pad):
-                    a[o] += (h0 * w0[o] + h1 * w1[o] + h2 * w2[o] + h3 * w3[o]
-                             + h4 * w4[o] + h5 * w5[o] + h6 * w6[o] + h7 * w7[o])
-                i += 8
+                    v0, v1, v2, v3 = w0[o], w1[o], w2[o], w3[o]
+                    a0[o] += p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3
+                    a1[o] += q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3
+                    a2[o] += r0 * v0 + r1 * v1 + r2 * v2 + r3 * v3
+                    a3[o] += s0 * v0 + s1 * v1 + s2 * v2 + s3 * v3
+                i += 4
             while i < i1:
-                h0, w0 = h[i, lane], weight_t[i]
+                w0 = weight_t[i]
+                p0, q0, r0, s0 = h[i, lane], h[i, lane + 1], h[i, lane + 2], h[i, lane + 3]
                 for o in range(n_pad):
-                    a[o] += h0 * w0[o]
+                    a0[o] += p0 * w0[o]
+                    a1[o] += q0 * w0[o]
+                    a2[o] += r0 * w0[o]
+                    a3[o] += s0 * w0[o]
                 i += 1
     for o in range(n_out):
         for lane in range(LANES):
@@ -210,35 +219,40 @@ def neg_log_softmax_forward_lanes(z, y):
 # dE/dW[m,c,i,j] = sum_lanes x[c] (*) delta[m]          ('valid' correlation, all lanes at once)
 # dE/db[m]       = sum_lanes sum delta[m]
 # dE/dx[c]       = sum_m delta[m] (*)full rot180(W[m,c])  ('full' correlation, rotated kernel)
-# Lanes last: a row x[c, y+i, j:j+width, :] against delta[m, y] is one contiguous dot product;
-# for dx, delta's rows sit in `padded` with KERNEL-1 zero columns either side, so that
-#   dx[c, y+i, t, :] += sum_j W[m,c,i,j] delta[m, y, t-j, :]
-# is one contiguous pass over the row: flat, out[q] += sum_j W[m,c,i,j] d[q + (4-j)*LANES].
+# Wide rows, as kernels.conv_backward but LANES values to a pixel: delta[m] is copied into
+# `wide` (zeroed by the caller) with the input's row stride W*LANES, zeros in the junk columns
+# and (KERNEL-1)*LANES zeros either side, so each sum is one contiguous pass over whole rows:
+#   dW[m,c,i,j] = sum_q x[c].flat[q + (i*W + j)*LANES] wide[m, pad + q]   (q < span)
+#   dx[c].flat[i*W*LANES + t] += sum_j W[m,c,i,j] wide[m, pad + t - j*LANES]  (t < span + pad)
 
 @kernel
-def conv_backward_lanes(x, weight, delta, pairs, dweight, dbias, dx, need_dx, padded):
+def conv_backward_lanes(x, weight, delta, pairs, dweight, dbias, dx, need_dx, wide):
     assert weight.shape[2] == KERNEL and weight.shape[3] == KERNEL and delta.shape[3] == LANES
     maps, height, width, _ = delta.shape
-    n = width * LANES
+    row = x.shape[2] * LANES  # the input's row stride, flat
+    pad = (KERNEL - 1) * LANES
+    span = (height - 1) * row + width * LANES
+    xf = x.reshape(x.shape[0], -1)
     for m in range(maps):
         total = delta.dtype.type(0.0)
         for y in range(height):
-            src = delta[m, y].reshape(-1)
-            for q in range(n):
+            src, dst = delta[m, y].reshape(-1), wide[m, pad + y * row:pad + y * row + width * LANES]
+            for q in range(width * LANES):
+                dst[q] = src[q]
                 total += src[q]
         dbias[m] += total
     for p in range(pairs.shape[0]):
         m, c = pairs[p, 0], pairs[p, 1]
+        d = wide[m, pad:]
         for i in range(KERNEL):
+            r = xf[c, i * row:]
             g0 = g1 = g2 = g3 = g4 = delta.dtype.type(0.0)
-            for y in range(height):
-                row, d = x[c, y + i].reshape(-1), delta[m, y].reshape(-1)
-                for q in range(n):
-                    g0 += row[q] * d[q]
-                    g1 += row[q + LANES] * d[q]
-                    g2 += row[q + 2 * LANES] * d[q]
-                    g3 += row[q + 3 * LANES] * d[q]
-                    g4 += row[q + 4 * LANES] * d[q]
+            for q in range(span):
+                g0 += r[q] * d[q]
+                g1 += r[q + LANES] * d[q]
+                g2 += r[q + 2 * LANES] * d[q]
+                g3 += r[q + 3 * LANES] * d[q]
+                g4 += r[q + 4 * LANES] * d[q]
             dweight[m, c, i, 0] += g0
             dweight[m, c, i, 1] += g1
             dweight[m, c, i, 2] += g2
@@ -246,24 +260,33 @@ def conv_backward_lanes(x, weight, delta, pairs, dweight, dbias, dx, need_dx, pa
             dweight[m, c, i, 4] += g4
     if not need_dx:
         return
-    pad = (KERNEL - 1) * LANES  # padded[m, y]: zeros, delta[m, y] from pad on, zeros
-    for m in range(maps):
-        for y in range(height):
-            src, dst = delta[m, y].reshape(-1), padded[m, y]
-            for q in range(n):
-                dst[pad + q] = src[q]
     dx[:] = 0.0
-    n_in = dx.shape[2] * LANES
-    for p in range(pairs.shape[0]):
+    dxf = dx.reshape(dx.shape[0], -1)
+    p = 0
+    while p < pairs.shape[0]:
         m, c = pairs[p, 0], pairs[p, 1]
-        for y in range(height):
-            d = padded[m, y]
+        d = wide[m]  # d[pad + q] = delta[m] wide, at q
+        if p + 1 < pairs.shape[0] and pairs[p + 1, 0] == m:
+            # two input maps read by map m (its next pair) share each load of its delta
+            c2 = pairs[p + 1, 1]
             for i in range(KERNEL):
                 w0, w1, w2, w3, w4 = weight[m, c, i]
-                out = dx[c, y + i].reshape(-1)
-                for q in range(n_in):
-                    out[q] += (w0 * d[q + 4 * LANES] + w1 * d[q + 3 * LANES] + w2 * d[q + 2 * LANES]
-                               + w3 * d[q + LANES] + w4 * d[q])
+                v0, v1, v2, v3, v4 = weight[m, c2, i]
+                out, out2 = dxf[c, i * row:], dxf[c2, i * row:]
+                for t in range(span + pad):
+                    d0, d1, d2 = d[t + 4 * LANES], d[t + 3 * LANES], d[t + 2 * LANES]
+                    d3, d4 = d[t + LANES], d[t]
+                    out[t] += w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3 + w4 * d4
+                    out2[t] += v0 * d0 + v1 * d1 + v2 * d2 + v3 * d3 + v4 * d4
+            p += 2
+            continue
+        for i in range(KERNEL):
+            w0, w1, w2, w3, w4 = weight[m, c, i]
+            out = dxf[c, i * row:]
+            for t in range(span + pad):
+                out[t] += (w0 * d[t + 4 * LANES] + w1 * d[t + 3 * LANES] + w2 * d[t + 2 * LANES]
+                           + w3 * d[t + LANES] + w4 * d[t])
+        p += 1
 
 
 # sum: dE/dbeta[m] = sum_lanes sum delta[m] * down(x[s]);  dE/db[m] = sum_lanes sum delta[m];
@@ -275,43 +298,46 @@ def conv_backward_lanes(x, weight, delta, pairs, dweight, dbias, dx, need_dx, pa
 def pool_backward_lanes(x, coeff, delta, dcoeff, dbias, dx, kind, source):
     maps, height, width, _ = delta.shape
     zero = delta.dtype.type(0.0)
+    L = LANES
     for m in range(maps):
         s, beta = source[m], coeff[m]
         gcoeff = zero
         gbias = zero
-        for y in range(height):
+        for y in range(height):  # rows flat: block (y, xx) of lane l at 2*xx*L + l and + L
+            top, low, d = x[s, 2 * y].reshape(-1), x[s, 2 * y + 1].reshape(-1), delta[m, y].reshape(-1)
+            dtop, dlow = dx[m, 2 * y].reshape(-1), dx[m, 2 * y + 1].reshape(-1)
             for xx in range(width):
-                d = delta[m, y, xx]
-                a, b = x[s, 2 * y, 2 * xx], x[s, 2 * y, 2 * xx + 1]
-                c, e = x[s, 2 * y + 1, 2 * xx], x[s, 2 * y + 1, 2 * xx + 1]
-                da, db = dx[m, 2 * y, 2 * xx], dx[m, 2 * y, 2 * xx + 1]
-                dc, de = dx[m, 2 * y + 1, 2 * xx], dx[m, 2 * y + 1, 2 * xx + 1]
+                q, r = xx * L, 2 * xx * L
                 if kind == POOL_MAX:
-                    for lane in range(LANES):
-                        best = max(max(a[lane], b[lane]), max(c[lane], e[lane]))
-                        first_a = a[lane] == best
-                        first_b = not first_a and b[lane] == best
-                        first_c = not first_a and not first_b and c[lane] == best
-                        da[lane] = d[lane] if first_a else zero
-                        db[lane] = d[lane] if first_b else zero
-                        dc[lane] = d[lane] if first_c else zero
-                        de[lane] = d[lane] if not (first_a or first_b or first_c) else zero
+                    for lane in range(L):
+                        a, b = top[r + lane], top[r + L + lane]
+                        c, e = low[r + lane], low[r + L + lane]
+                        best = max(max(a, b), max(c, e))
+                        first_a = a == best
+                        first_b = not first_a and b == best
+                        first_c = not first_a and not first_b and c == best
+                        g = d[q + lane]
+                        dtop[r + lane] = g if first_a else zero
+                        dtop[r + L + lane] = g if first_b else zero
+                        dlow[r + lane] = g if first_c else zero
+                        dlow[r + L + lane] = g if not (first_a or first_b or first_c) else zero
                 else:
-                    for lane in range(LANES):
-                        gcoeff += d[lane] * (a[lane] + b[lane] + c[lane] + e[lane])
-                        gbias += d[lane]
-                        up = beta * d[lane]
-                        da[lane] = up
-                        db[lane] = up
-                        dc[lane] = up
-                        de[lane] = up
+                    for lane in range(L):
+                        g = d[q + lane]
+                        gcoeff += g * (top[r + lane] + top[r + L + lane] + low[r + lane] + low[r + L + lane])
+                        gbias += g
+                        up = beta * g
+                        dtop[r + lane] = up
+                        dtop[r + L + lane] = up
+                        dlow[r + lane] = up
+                        dlow[r + L + lane] = up
         dcoeff[m] += gcoeff
         dbias[m] += gbias
 
 
 # dE/dW = sum_lanes delta h^T;  dE/db = sum_lanes delta;  dE/dx = W^T delta (per lane).
 # The weight gradient runs along W's rows: dW[o, :] += sum_lanes delta[o, lane] h[:, lane]^T,
-# with h transposed to (LANES, inputs) in `h_t`, four lanes a pass. dE/dx is
+# with h transposed to (LANES, inputs) in `h_t`, four lanes and four units a pass. dE/dx is
 # dense_forward_lanes with W padded (units, inputs rounded up) in place of W^T padded.
 
 @kernel
@@ -321,16 +347,34 @@ def dense_backward_lanes(h, weight_padded, delta, dweight, dbias, dx, need_dx, h
         for lane in range(LANES):
             h_t[lane, i] = h[i, lane]
     for o in range(n_out):
-        d, g = delta[o], dweight[o]
         total = delta.dtype.type(0.0)
         for lane in range(LANES):
-            total += d[lane]
+            total += delta[o, lane]
         dbias[o] += total
+    o = 0
+    while o + 4 <= n_out:  # four units a pass share each load of a row of h^T
+        g0, g1, g2, g3 = dweight[o], dweight[o + 1], dweight[o + 2], dweight[o + 3]
+        for lane in range(0, LANES, 4):
+            r0, r1, r2, r3 = h_t[lane], h_t[lane + 1], h_t[lane + 2], h_t[lane + 3]
+            p0, p1, p2, p3 = delta[o, lane], delta[o, lane + 1], delta[o, lane + 2], delta[o, lane + 3]
+            q0, q1, q2, q3 = delta[o + 1, lane], delta[o + 1, lane + 1], delta[o + 1, lane + 2], delta[o + 1, lane + 3]
+            s0, s1, s2, s3 = delta[o + 2, lane], delta[o + 2, lane + 1], delta[o + 2, lane + 2], delta[o + 2, lane + 3]
+            t0, t1, t2, t3 = delta[o + 3, lane], delta[o + 3, lane + 1], delta[o + 3, lane + 2], delta[o + 3, lane + 3]
+            for i in range(n_in):
+                v0, v1, v2, v3 = r0[i], r1[i], r2[i], r3[i]
+                g0[i] += p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3
+                g1[i] += q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3
+                g2[i] += s0 * v0 + s1 * v1 + s2 * v2 + s3 * v3
+                g3[i] += t0 * v0 + t1 * v1 + t2 * v2 + t3 * v3
+        o += 4
+    while o < n_out:
+        d, g = delta[o], dweight[o]
         for lane in range(0, LANES, 4):
             d0, d1, d2, d3 = d[lane], d[lane + 1], d[lane + 2], d[lane + 3]
             r0, r1, r2, r3 = h_t[lane], h_t[lane + 1], h_t[lane + 2], h_t[lane + 3]
             for i in range(n_in):
                 g[i] += d0 * r0[i] + d1 * r1[i] + d2 * r2[i] + d3 * r3[i]
+        o += 1
     if need_dx:
         dense_forward_lanes(delta, weight_padded, np.zeros(dx.shape[0], delta.dtype), dx, acc)
 
