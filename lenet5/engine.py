@@ -31,6 +31,7 @@ it once per loop rather than once more per level of calls; flags are passed as r
 (a literal would compile a kernel once per value); the batch drivers run one chunk per Python
 thread (the kernels release the GIL) instead of compiling a parallel (parfor) version.
 """
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba as nb
@@ -382,9 +383,10 @@ def _pool(workers):
 @kernel
 def new_lane_workspace(dtype_probe, spec):
     """new_workspace for a block of LANES samples (lenet5.lane_kernels): the same (acts,
-    deltas, scratch) with a last axis of LANES on every buffer; then `dense`: each dense
-    layer's W^T and W, zero-padded to whole lane vectors (padded_transpose), and two flat
-    buffers for their sums."""
+    deltas, scratch) with a last axis of LANES on every buffer, then the dense layers' sums
+    and h^T (flat), and C1's and C3's wide deltas (conv_backward_lanes, zero outside the rows
+    it writes). Kept per thread between calls (`lane_workspace`): fresh pages cost ~0.4 ms a
+    call, a few per cent of a batch."""
     dt, d, L = dtype_probe.dtype, spec[6], LANES
     bufs = []
     for _ in range(3):
@@ -392,19 +394,39 @@ def new_lane_workspace(dtype_probe, spec):
                      np.zeros((d[D_M2], d[D_S2], d[D_S2], L), dt), np.zeros((d[D_M3], d[D_S3], d[D_S3], L), dt),
                      np.zeros((d[D_M4], d[D_S4], d[D_S4], L), dt), np.zeros((d[D_N5], L), dt),
                      np.zeros((d[D_N6], L), dt), np.zeros((d[D_OUT], L), dt)))
-    c5w, _, f6w, _, ow, _ = unpack(dtype_probe, spec[5], d)[8:]
-    dense = (padded_transpose(c5w), padded_transpose(f6w), padded_transpose(ow),
-             padded_transpose(c5w.T), padded_transpose(f6w.T), padded_transpose(ow.T))
-    widest = 0
-    for w in dense:
-        widest = max(widest, w.shape[0], w.shape[1])
-    return bufs[0], bufs[1], bufs[2], dense, np.empty(L * widest, dt), np.empty(L * widest, dt)
+    n4 = d[D_M4] * d[D_S4] * d[D_S4]
+    widest = (max(n4, d[D_N5], d[D_N6], d[D_OUT]) + L - 1) // L * L  # a dense layer's units or inputs, padded
+    pad = 2 * (KERNEL - 1) * L
+    return (bufs[0], bufs[1], bufs[2], np.empty(L * widest, dt), np.empty(L * widest, dt),
+            np.zeros((d[D_M1], pad + d[D_S1] * d[D_IN] * L), dt), np.zeros((d[D_M3], pad + d[D_S3] * d[D_S2] * L), dt))
+
+
+_THREAD = threading.local()
+
+
+def lane_workspace(theta, spec):
+    """This thread's new_lane_workspace for theta's dtype and spec's sizes, made once."""
+    key = (theta.dtype.str, spec[6].tobytes())
+    if getattr(_THREAD, "key", None) != key:
+        _THREAD.key, _THREAD.work = key, new_lane_workspace(theta, spec)
+    return _THREAD.work
+
+
+@kernel
+def lane_weights(theta, spec, backward):
+    """The dense layers' W^T (forward) and, when `backward`, W (for dE/dx), each zero-padded
+    to whole lane vectors (padded_transpose); empty in place of W otherwise."""
+    c5w, _, f6w, _, ow, _ = unpack(theta, spec[5], spec[6])[8:]
+    none = np.zeros((0, 0), theta.dtype)
+    return (padded_transpose(c5w), padded_transpose(f6w), padded_transpose(ow),
+            padded_transpose(c5w.T) if backward else none, padded_transpose(f6w.T) if backward else none,
+            padded_transpose(ow.T) if backward else none)
 
 
 @inlined
 def lanes_forward(images, start, n, theta, spec, acts, scratch, dense, acc):
     """sample_forward for images[start:start+n] (n <= LANES) in the lanes of acts; lanes past
-    n keep whatever they held (their outputs are not read)."""
+    n take zero images (their outputs are not read)."""
     prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source, affine = spec
     act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
     pool_act = ACT_IDENTITY if pool == POOL_MAX else act
@@ -413,6 +435,10 @@ def lanes_forward(images, start, n, theta, spec, acts, scratch, dense, acc):
     x0, x1, x2, x3, x4, x5, x6, y = acts
     _, u1, u2, u3, u4, u5, u6, z = scratch
     size, L = dims[D_IN], LANES
+    for i in range(size if n < L else 0):  # unused lanes compute on zeros (finite, so that
+        for j in range(size):              # their zero deltas add exactly nothing)
+            for lane in range(n, L):
+                x0[0, i, j, lane] = 0.0
     one = np.empty((size, size), x0.dtype)  # one resampled image (LeNet-1)
     for lane in range(n):
         image = images[start + lane]
@@ -505,10 +531,12 @@ def lanes_backward(theta, spec, acts, deltas, scratch, grad, dense, acc, h_t, wi
 
 
 @chunk_kernel
-def forward_chunk(images, theta, spec, a, b, out):
+def forward_chunk(images, theta, spec, a, b, out, work):
     """Outputs y of images[a:b] into out[a:b], on the calling thread, LANES samples at a time
-    through the lane kernels (lenet5.lane_kernels): the same layers as sample_forward."""
-    acts, _, scratch, dense, acc, _ = new_lane_workspace(theta, spec)
+    through the lane kernels (lenet5.lane_kernels): the same layers as sample_forward.
+    work: lane_workspace(theta, spec)."""
+    acts, _, scratch, acc, _, _, _ = work
+    dense = lane_weights(theta, spec, False)
     y = acts[7]
     for start in range(a, b, LANES):
         n = min(LANES, b - start)
@@ -519,22 +547,18 @@ def forward_chunk(images, theta, spec, a, b, out):
 
 
 @chunk_kernel
-def gradient_chunk(images, labels, theta, spec, a, b, losses, grad):
+def gradient_chunk(images, labels, theta, spec, a, b, losses, grad, work):
     """losses[a:b] and the sum of the gradients of images[a:b] added into grad, LANES samples
     at a time (loss_gradient_batch's chunk): lanes_forward, the criterion lane by lane, then
-    lanes_backward."""
-    acts, deltas, scratch, dense, acc, h_t = new_lane_workspace(theta, spec)
+    lanes_backward. work: lane_workspace(theta, spec)."""
+    acts, deltas, scratch, acc, h_t, wide1, wide3 = work
+    dense = lane_weights(theta, spec, True)
     y, dy = acts[7], deltas[7]
-    dims, L = spec[6], LANES
-    # conv_backward_lanes's wide deltas of C1 and C3: zeros outside the rows it writes
-    pad = 2 * (KERNEL - 1) * L
-    wide1 = np.zeros((dims[D_M1], pad + dims[D_S1] * dims[D_IN] * L), theta.dtype)
-    wide3 = np.zeros((dims[D_M3], pad + dims[D_S3] * dims[D_S2] * L), theta.dtype)
     column, dcolumn = np.empty(y.shape[0], theta.dtype), np.empty(y.shape[0], theta.dtype)
-    for start in range(a, b, L):
-        n = min(L, b - start)
+    for start in range(a, b, LANES):
+        n = min(LANES, b - start)
         lanes_forward(images, start, n, theta, spec, acts, scratch, dense, acc)
-        for lane in range(L):
+        for lane in range(LANES):
             if lane < n:
                 for k in range(y.shape[0]):
                     column[k] = y[k, lane]
@@ -557,7 +581,7 @@ def forward_batch(images, theta, spec, bounds, out, shared_loop=False):
         run_chunks(lambda t, a, b: sample_loop(images, order[:0], order[a:b], theta, theta, spec, MODE_FORWARD,
                                                0, flat[:0], flat[a * out.shape[1]:b * out.shape[1]]), bounds)
         return
-    run_chunks(lambda t, a, b: forward_chunk(images, theta, spec, a, b, out), bounds)
+    run_chunks(lambda t, a, b: forward_chunk(images, theta, spec, a, b, out, lane_workspace(theta, spec)), bounds)
 
 
 @kernel
@@ -569,12 +593,28 @@ def forward_layers(image, theta, spec):
     return acts
 
 
+# A block costs about as much whatever number of its lanes is used (~1.2 ms for 32 float32
+# samples' gradients here), one sample through sample_loop ~60 us: a chunk's last few samples
+# go sample by sample unless they fill this many lanes (a batch of 32 over two threads: 16 each).
+PARTIAL_BLOCK_MIN = 20
+
+
 def loss_gradient_batch(images, labels, theta, spec, bounds, losses, grad):
-    """Per-sample losses and the SUM of per-sample gradients; one gradient buffer per thread."""
+    """Per-sample losses and the SUM of per-sample gradients; one gradient buffer per thread.
+    Each thread's chunk runs through gradient_chunk (the lanes), its last samples through
+    sample_loop when they fill fewer than PARTIAL_BLOCK_MIN lanes."""
     partial = np.zeros((bounds.shape[0] - 1, theta.shape[0]), theta.dtype)
+    order = np.arange(images.shape[0], dtype=np.int64)
 
     def chunk(t, a, b):
-        gradient_chunk(images, labels, theta, spec, a, b, losses, partial[t])
+        lanes = a + (b - a) // LANES * LANES  # whole blocks through the lanes,
+        if b - lanes >= PARTIAL_BLOCK_MIN:    # and a remainder too when it fills enough lanes,
+            lanes = b
+        if lanes > a:
+            gradient_chunk(images, labels, theta, spec, a, lanes, losses, partial[t], lane_workspace(theta, spec))
+        if lanes < b:                         # else sample by sample
+            sample_loop(images, labels, order[lanes:b], theta, theta, spec, MODE_GRADIENT, 0, losses[lanes:b],
+                        partial[t])
 
     run_chunks(chunk, bounds)
     np.sum(partial, axis=0, out=grad)

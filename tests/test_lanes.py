@@ -134,18 +134,25 @@ def test_lane_gradients_equal_the_per_sample_pass(variant):
 
 
 def test_lane_gradient_of_a_partial_block_counts_only_its_samples():
-    """LANES + 3 samples: a full block, then one of 3 whose other lanes still hold the first
-    block's images. The gradient is the sum of the per-sample ones: unused lanes add nothing."""
+    """A batch of 25, one block with 7 lanes unused (25 fill enough lanes to go through them,
+    engine.PARTIAL_BLOCK_MIN), right after a batch of NaN images on the same thread. The unused
+    lanes take zero images, not the NaNs left in them: the gradient is the sum of the 25
+    per-sample ones."""
+    assert 25 >= engine.PARTIAL_BLOCK_MIN
     net = LeNet5.init(seed=6, dtype=np.float64)
+    n = 25
     rng = np.random.default_rng(10)
-    x, labels = rng.uniform(-0.1, 1.175, (lanes.LANES + 3, 32, 32)), rng.integers(0, 10, lanes.LANES + 3)
+    x, labels = rng.uniform(-0.1, 1.175, (n, 32, 32)), rng.integers(0, 10, n)
     spec = net.spec()
+    poisoned = np.full((lanes.LANES, 32, 32), np.nan)
+    engine.loss_gradient_batch(poisoned, np.zeros(lanes.LANES, np.int64), net.theta, spec, np.array([0, lanes.LANES]),
+                               np.zeros(lanes.LANES), np.zeros_like(net.theta))
     total = np.zeros_like(net.theta)
-    for s in range(lanes.LANES + 3):
+    for s in range(n):
         one = np.zeros_like(net.theta)
-        engine.loss_gradient_batch(x[s:s + 1], labels[s:s + 1], net.theta, spec, np.array([0, 1]), np.zeros(1), one)
+        engine.sample_loop(x, labels, np.array([s]), net.theta, net.theta, spec, engine.MODE_GRADIENT, 0,
+                           np.zeros(1), one)
         total += one
     grad = np.zeros_like(net.theta)
-    engine.loss_gradient_batch(x, labels, net.theta, spec, np.array([0, lanes.LANES + 3]),
-                               np.zeros(lanes.LANES + 3), grad)
+    engine.loss_gradient_batch(x, labels, net.theta, spec, np.array([0, n]), np.zeros(n), grad)
     np.testing.assert_allclose(grad, total, rtol=1e-11, atol=1e-14 * np.abs(total).max())
