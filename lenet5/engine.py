@@ -183,23 +183,35 @@ def unpack(theta, offsets, dims):
             theta[o[12, 0]:o[12, 1]].reshape((d[D_OUT], last)), theta[o[13, 0]:o[13, 1]])
 
 
-@kernel
-def new_workspace(dtype_probe, spec):
-    """Buffers for one sample, allocated once per thread and reused, one per layer output
-    (x0 the input, x1 C1, x2 S2, x3 C3, x4 S4, x5 C5, x6 F6, y; sized by the spec's graph,
-    absent layers empty): acts (the outputs x), deltas (dE/du) and scratch, which holds a
-    layer's pre-activation u in the forward pass and dE/dx in the backward pass until the
-    activation kernel turns it into x or delta (kernels never write in place: aliased arrays
-    defeat SIMD). scratch[7] holds the softmax output's logits z, then dE/dz."""
-    dt = dtype_probe.dtype
-    d = spec[6]  # dims
-    bufs = []
-    for _ in range(3):
-        bufs.append((np.zeros((1, d[D_IN], d[D_IN]), dt), np.zeros((d[D_M1], d[D_S1], d[D_S1]), dt),
-                     np.zeros((d[D_M2], d[D_S2], d[D_S2]), dt), np.zeros((d[D_M3], d[D_S3], d[D_S3]), dt),
-                     np.zeros((d[D_M4], d[D_S4], d[D_S4]), dt), np.zeros(d[D_N5], dt),
-                     np.zeros(d[D_N6], dt), np.zeros(d[D_OUT], dt)))
-    return bufs[0], bufs[1], bufs[2]
+def workspace(theta, spec, lanes=0):
+    """Buffers, one per layer output (x0 the input, x1 C1, x2 S2, x3 C3, x4 S4, x5 C5, x6 F6,
+    y; sized by the spec's graph, absent layers empty), made here in Python and handed to the
+    compiled loops (made inside them, they cost each loop ~1.6 s of compilation):
+    acts (the outputs x), deltas (dE/du) and scratch, which holds a layer's pre-activation u in
+    the forward pass and dE/dx in the backward pass until the activation kernel turns it into
+    x or delta (kernels never write in place: aliased arrays defeat SIMD); scratch[7] holds the
+    softmax output's logits z, then dE/dz.
+    lanes=0: for one sample, (acts, deltas, scratch, squares), squares holding the Hessian
+    pass's x^2. lanes=LANES: for a block (lenet5.lane_kernels), every buffer with a last axis
+    of LANES, then the dense layers' sums and h^T (flat) and C1's and C3's wide deltas
+    (conv_backward_lanes; zero outside the rows it writes)."""
+    d, dt = [int(v) for v in spec[6]], theta.dtype
+    tail = (lanes,) if lanes else ()
+
+    def layer_outputs():
+        return (np.zeros((1, d[D_IN], d[D_IN]) + tail, dt), np.zeros((d[D_M1], d[D_S1], d[D_S1]) + tail, dt),
+                np.zeros((d[D_M2], d[D_S2], d[D_S2]) + tail, dt), np.zeros((d[D_M3], d[D_S3], d[D_S3]) + tail, dt),
+                np.zeros((d[D_M4], d[D_S4], d[D_S4]) + tail, dt), np.zeros((d[D_N5],) + tail, dt),
+                np.zeros((d[D_N6],) + tail, dt), np.zeros((d[D_OUT],) + tail, dt))
+
+    if not lanes:
+        return layer_outputs(), layer_outputs(), layer_outputs(), layer_outputs()
+    n4 = d[D_M4] * d[D_S4] * d[D_S4]
+    widest = -(-max(n4, d[D_N5], d[D_N6], d[D_OUT]) // lanes) * lanes  # a dense layer's units or inputs, padded
+    pad = 2 * (KERNEL - 1) * lanes
+    return (layer_outputs(), layer_outputs(), layer_outputs(), np.empty(lanes * widest, dt),
+            np.empty(lanes * widest, dt), np.zeros((d[D_M1], pad + d[D_S1] * d[D_IN] * lanes), dt),
+            np.zeros((d[D_M3], pad + d[D_S3] * d[D_S2] * lanes), dt))
 
 
 @kernel
@@ -343,7 +355,7 @@ def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power, e
 @inlined
 def sample_loss_gradient(image, label, theta, spec, work, grad):
     """Forward, criterion, backward for one sample; adds dE/dtheta to grad, returns E.
-    work = new_workspace(...)."""
+    work = workspace(...)[:3]."""
     acts, deltas, scratch = work
     sample_forward(image, theta, spec, acts, scratch)
     loss = loss_forward_backward(acts[7], label, spec[3][LOSS], spec[4], deltas[7])
@@ -380,39 +392,18 @@ def _pool(workers):
     return _POOLS[workers]
 
 
-@kernel
-def new_lane_workspace(dtype_probe, spec):
-    """new_workspace for a block of LANES samples (lenet5.lane_kernels): the same (acts,
-    deltas, scratch) with a last axis of LANES on every buffer, then the dense layers' sums
-    and h^T (flat), and C1's and C3's wide deltas (conv_backward_lanes, zero outside the rows
-    it writes). Kept per thread between calls (`lane_workspace`): fresh pages cost ~0.4 ms a
-    call, a few per cent of a batch."""
-    dt, d, L = dtype_probe.dtype, spec[6], LANES
-    bufs = []
-    for _ in range(3):
-        bufs.append((np.zeros((1, d[D_IN], d[D_IN], L), dt), np.zeros((d[D_M1], d[D_S1], d[D_S1], L), dt),
-                     np.zeros((d[D_M2], d[D_S2], d[D_S2], L), dt), np.zeros((d[D_M3], d[D_S3], d[D_S3], L), dt),
-                     np.zeros((d[D_M4], d[D_S4], d[D_S4], L), dt), np.zeros((d[D_N5], L), dt),
-                     np.zeros((d[D_N6], L), dt), np.zeros((d[D_OUT], L), dt)))
-    n4 = d[D_M4] * d[D_S4] * d[D_S4]
-    widest = (max(n4, d[D_N5], d[D_N6], d[D_OUT]) + L - 1) // L * L  # a dense layer's units or inputs, padded
-    pad = 2 * (KERNEL - 1) * L
-    return (bufs[0], bufs[1], bufs[2], np.empty(L * widest, dt), np.empty(L * widest, dt),
-            np.zeros((d[D_M1], pad + d[D_S1] * d[D_IN] * L), dt), np.zeros((d[D_M3], pad + d[D_S3] * d[D_S2] * L), dt))
-
-
 _THREAD = threading.local()
 
 
 def lane_workspace(theta, spec):
-    """This thread's new_lane_workspace for theta's dtype and spec's sizes, made once."""
+    """This thread's workspace(theta, spec, LANES), made once per dtype and graph and kept
+    between calls: fresh pages for its ~4 MB (float32) cost ~0.4 ms a call."""
     key = (theta.dtype.str, spec[6].tobytes())
     if getattr(_THREAD, "key", None) != key:
-        _THREAD.key, _THREAD.work = key, new_lane_workspace(theta, spec)
+        _THREAD.key, _THREAD.work = key, workspace(theta, spec, LANES)
     return _THREAD.work
 
 
-@kernel
 def lane_weights(theta, spec, backward):
     """The dense layers' W^T (forward) and, when `backward`, W (for dE/dx), each zero-padded
     to whole lane vectors (padded_transpose); empty in place of W otherwise."""
@@ -531,12 +522,11 @@ def lanes_backward(theta, spec, acts, deltas, scratch, grad, dense, acc, h_t, wi
 
 
 @chunk_kernel
-def forward_chunk(images, theta, spec, a, b, out, work):
+def forward_chunk(images, theta, spec, a, b, out, work, dense):
     """Outputs y of images[a:b] into out[a:b], on the calling thread, LANES samples at a time
     through the lane kernels (lenet5.lane_kernels): the same layers as sample_forward.
-    work: lane_workspace(theta, spec)."""
+    work: lane_workspace(theta, spec); dense: lane_weights(theta, spec, False)."""
     acts, _, scratch, acc, _, _, _ = work
-    dense = lane_weights(theta, spec, False)
     y = acts[7]
     for start in range(a, b, LANES):
         n = min(LANES, b - start)
@@ -547,12 +537,11 @@ def forward_chunk(images, theta, spec, a, b, out, work):
 
 
 @chunk_kernel
-def gradient_chunk(images, labels, theta, spec, a, b, losses, grad, work):
+def gradient_chunk(images, labels, theta, spec, a, b, losses, grad, work, dense):
     """losses[a:b] and the sum of the gradients of images[a:b] added into grad, LANES samples
     at a time (loss_gradient_batch's chunk): lanes_forward, the criterion lane by lane, then
-    lanes_backward. work: lane_workspace(theta, spec)."""
+    lanes_backward. work: lane_workspace(theta, spec); dense: lane_weights(theta, spec, True)."""
     acts, deltas, scratch, acc, h_t, wide1, wide3 = work
-    dense = lane_weights(theta, spec, True)
     y, dy = acts[7], deltas[7]
     column, dcolumn = np.empty(y.shape[0], theta.dtype), np.empty(y.shape[0], theta.dtype)
     for start in range(a, b, LANES):
@@ -579,18 +568,26 @@ def forward_batch(images, theta, spec, bounds, out, shared_loop=False):
     if shared_loop:
         order, flat = np.arange(images.shape[0], dtype=np.int64), out.reshape(-1)
         run_chunks(lambda t, a, b: sample_loop(images, order[:0], order[a:b], theta, theta, spec, MODE_FORWARD,
-                                               0, flat[:0], flat[a * out.shape[1]:b * out.shape[1]]), bounds)
+                                               0, flat[:0], flat[a * out.shape[1]:b * out.shape[1]],
+                                               workspace(theta, spec)), bounds)
         return
-    run_chunks(lambda t, a, b: forward_chunk(images, theta, spec, a, b, out, lane_workspace(theta, spec)), bounds)
+    dense = lane_weights(theta, spec, False)
+    run_chunks(lambda t, a, b: forward_chunk(images, theta, spec, a, b, out, lane_workspace(theta, spec), dense),
+               bounds)
 
 
-@kernel
 def forward_layers(image, theta, spec):
     """Every layer's output for one image: (x0 input, x1 C1, x2 S2, x3 C3, x4 S4, x5 C5,
     x6 F6, y RBF), fresh arrays (for looking inside the network, not for speed)."""
-    acts, _, scratch = new_workspace(theta, spec)
-    sample_forward(image, theta, spec, acts, scratch)
+    acts, _, scratch, _ = workspace(theta, spec)
+    forward_into(image, theta, spec, acts, scratch)
     return acts
+
+
+@kernel
+def forward_into(image, theta, spec, acts, scratch):
+    """sample_forward, callable from Python (forward_layers)."""
+    sample_forward(image, theta, spec, acts, scratch)
 
 
 # A block costs about as much whatever number of its lanes is used (~1.2 ms for 32 float32
@@ -605,16 +602,18 @@ def loss_gradient_batch(images, labels, theta, spec, bounds, losses, grad):
     sample_loop when they fill fewer than PARTIAL_BLOCK_MIN lanes."""
     partial = np.zeros((bounds.shape[0] - 1, theta.shape[0]), theta.dtype)
     order = np.arange(images.shape[0], dtype=np.int64)
+    dense = lane_weights(theta, spec, True)
 
     def chunk(t, a, b):
         lanes = a + (b - a) // LANES * LANES  # whole blocks through the lanes,
         if b - lanes >= PARTIAL_BLOCK_MIN:    # and a remainder too when it fills enough lanes,
             lanes = b
         if lanes > a:
-            gradient_chunk(images, labels, theta, spec, a, lanes, losses, partial[t], lane_workspace(theta, spec))
+            gradient_chunk(images, labels, theta, spec, a, lanes, losses, partial[t], lane_workspace(theta, spec),
+                           dense)
         if lanes < b:                         # else sample by sample
             sample_loop(images, labels, order[lanes:b], theta, theta, spec, MODE_GRADIENT, 0, losses[lanes:b],
-                        partial[t])
+                        partial[t], workspace(theta, spec))
 
     run_chunks(chunk, bounds)
     np.sum(partial, axis=0, out=grad)
@@ -623,7 +622,7 @@ def loss_gradient_batch(images, labels, theta, spec, bounds, losses, grad):
 def train_online(images, labels, order, theta, eta, spec, losses):
     """Online (batch-1) training over images[order]: for each sample,
     theta -= eta * dE/dtheta. eta is per parameter (SGD: constant; SDLM: eps / (mu + h))."""
-    sample_loop(images, labels, order, theta, eta, spec, MODE_STEP, 0, losses, theta[:0])
+    sample_loop(images, labels, order, theta, eta, spec, MODE_STEP, 0, losses, theta[:0], workspace(theta, spec))
 
 
 def hessian_diagonal(images, theta, spec, hess):
@@ -648,7 +647,7 @@ def hessian_diagonal_seeded(images, theta, spec, rbf_seed, hess):
     """hessian_diagonal with the RBF output's seed chosen by `rbf_seed` (SEED_*)."""
     n = images.shape[0]
     sample_loop(images, np.zeros(0, np.int64), np.arange(n, dtype=np.int64), theta, theta, spec, MODE_HESSIAN,
-                rbf_seed, np.empty(n, theta.dtype), hess)
+                rbf_seed, np.empty(n, theta.dtype), hess, workspace(theta, spec))
 
 
 # What sample_loop does with each sample (see there)
@@ -656,7 +655,7 @@ MODE_STEP, MODE_GRADIENT, MODE_HESSIAN, MODE_FORWARD = range(4)
 
 
 @chunk_kernel
-def sample_loop(images, labels, order, theta, eta, spec, mode, rbf_seed, losses, out):
+def sample_loop(images, labels, order, theta, eta, spec, mode, rbf_seed, losses, out, work):
     """The one compiled per-sample loop behind online training, batch gradients and the Hessian
     estimate (so that a first run compiles the forward and backward passes once). For each
     sample images[order[n]], after its forward pass:
@@ -664,9 +663,9 @@ def sample_loop(images, labels, order, theta, eta, spec, mode, rbf_seed, losses,
     MODE_GRADIENT: losses[n] = E, out += dE/dtheta (the sum over the samples; eta unused);
     MODE_HESSIAN:  out += the sample's diagonal Gauss-Newton terms (hessian_diagonal), the RBF
                    output seeded by rbf_seed (labels, eta and losses unused);
-    MODE_FORWARD:  out[n*K:(n+1)*K] = its K outputs y, nothing else (forward_batch, shared_loop)."""
-    acts, deltas, scratch = new_workspace(theta, spec)
-    inputs_sq, _, _ = new_workspace(theta, spec)
+    MODE_FORWARD:  out[n*K:(n+1)*K] = its K outputs y, nothing else (forward_batch, shared_loop).
+    work: workspace(theta, spec)."""
+    acts, deltas, scratch, inputs_sq = work
     hessian = mode == MODE_HESSIAN
     weights = theta * theta if hessian else theta  # the backward pass's weights: w^2 for the Hessian
     grad = np.zeros_like(theta) if mode == MODE_STEP else out

@@ -129,14 +129,12 @@ def pool_forward_lanes(x, coeff, bias, u, kind, source):
 DENSE_BLOCK = 32
 
 
-@kernel
 def padded_transpose(weight):
-    """W^T, (inputs, units rounded up to a multiple of LANES), zeros in the extra columns."""
+    """W^T, (inputs, units rounded up to a multiple of LANES), zeros in the extra columns
+    (numpy, once per batch: nothing to compile)."""
     n_out, n_in = weight.shape
-    out = np.zeros((n_in, (n_out + LANES - 1) // LANES * LANES), weight.dtype)
-    for o in range(n_out):
-        for i in range(n_in):
-            out[i, o] = weight[o, i]
+    out = np.zeros((n_in, -(-n_out // LANES) * LANES), weight.dtype)
+    out[:, :n_out] = weight.T
     return out
 
 

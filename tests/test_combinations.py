@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import reference as ref
 
-from lenet5 import LeNet5
+from lenet5 import LeNet5, engine
 from lenet5.architecture import C3_TABLE, table_mask
 from lenet5.baselines.combinations import (
     CombinationNet,
@@ -149,7 +149,7 @@ def test_penalty_does_not_change_training():
         net = CombinationNet.init(seed=0, dtype=np.float64)
         losses = np.zeros(40)
         train_online_combinations(x, labels, order, net.theta, net.k, net.c, 1e-3, 0.036, 0.036,
-                                  lam, net.spec("map", 1.0), losses)
+                                  lam, net.spec("map", 1.0), losses, engine.workspace(net.theta, net.spec())[:3])
         runs.append((net, losses))
     (a, la), (b, lb) = runs
     np.testing.assert_allclose(lb - la, 16.0, rtol=1e-12)
@@ -168,7 +168,7 @@ def test_online_step_equals_gradient_step():
     want_k, want_c = net.k - lr_k * g["k"], net.c - lr_c * g["c"]
     losses = np.zeros(1)
     train_online_combinations(x, labels, np.array([0]), net.theta, net.k, net.c, lr, lr_k, lr_c,
-                              0.2, net.spec("map", 1.0), losses)
+                              0.2, net.spec("map", 1.0), losses, engine.workspace(net.theta, net.spec())[:3])
     np.testing.assert_allclose(net.k, want_k, rtol=1e-12, atol=1e-16)
     np.testing.assert_allclose(net.c, want_c, rtol=1e-12, atol=1e-16)
     fresh = CombinationNet(want_theta, want_k, want_c, net.prototypes)  # C3.weight re-derived

@@ -122,7 +122,7 @@ def test_lane_gradients_equal_the_per_sample_pass(variant):
     spec = net.spec(net.default_loss)
     want_losses, want = np.zeros(n), np.zeros_like(net.theta)
     engine.sample_loop(x, labels, np.arange(n), net.theta, net.theta, spec, engine.MODE_GRADIENT, 0,
-                       want_losses, want)
+                       want_losses, want, engine.workspace(net.theta, spec))
     losses, grad = np.full(n, np.nan), np.full_like(net.theta, np.nan)
     engine.loss_gradient_batch(x, labels, net.theta, spec, np.array([0, 7, n]), losses, grad)
     np.testing.assert_allclose(losses, want_losses, rtol=1e-12)
@@ -151,7 +151,7 @@ def test_lane_gradient_of_a_partial_block_counts_only_its_samples():
     for s in range(n):
         one = np.zeros_like(net.theta)
         engine.sample_loop(x, labels, np.array([s]), net.theta, net.theta, spec, engine.MODE_GRADIENT, 0,
-                           np.zeros(1), one)
+                           np.zeros(1), one, engine.workspace(net.theta, spec))
         total += one
     grad = np.zeros_like(net.theta)
     engine.loss_gradient_batch(x, labels, net.theta, spec, np.array([0, n]), np.zeros(n), grad)

@@ -149,12 +149,11 @@ def l1_penalty(alpha, lam):
 
 @kernel
 def train_online_combinations(images, labels, order, theta, k, c, lr, lr_k, lr_c, lam,
-                              spec, losses):
+                              spec, losses, work):
     """Online SGD over images[order]: per sample, forward/backward through the engine with the
     effective C3 weights, chain rule to k and c, then theta (C3.weight excepted: it is derived),
     k and c updated and W recomputed. losses[n] = E + Omega of sample n."""
     a, b = _C3W
-    work = engine.new_workspace(theta, spec)
     grad = np.zeros_like(theta)
     weight = theta[a:b].reshape(_C3_SHAPE)
     dweight = grad[a:b].reshape(_C3_SHAPE)
@@ -317,7 +316,8 @@ def train_combinations(data, epochs=3, seed=0, lr=1e-3, lam=0.0, train_size=0, p
         def step(idx, losses, scale=scale):  # (called within this pass)
             train_online_combinations(train_x, train_y, idx, net.theta, net.k, net.c,
                                       f(lr * scale), f(lr_kernels * scale),
-                                      f(lr_logits * scale), f(lam), spec, losses)
+                                      f(lr_logits * scale), f(lam), spec, losses,
+                                      engine.workspace(net.theta, spec)[:3])
 
         losses, seconds = online_pass(n, seed, epoch, step, net.theta, net.dtype,
                                       f"epoch {epoch:2d}", progress)
