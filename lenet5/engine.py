@@ -63,6 +63,8 @@ from .kernels import (
     dense_backward,
     dense_backward_step,
     dense_forward,
+    inlined,
+    kernel,
     loss_forward_backward,
     map_partition,
     neg_log_softmax_backward,
@@ -132,10 +134,6 @@ def graph_record(variant, dtype):
             np.array(dims, dtype=np.int64), resample_matrix(variant).astype(dtype),
             source(by_name["S2"]), source(by_name["S4"]))
 
-kernel = nb.njit(**JIT_OPTIONS)
-# a step of the pass that is inlined into its callers when compiled (Numba IR inlining): one
-# optimisation of the whole pass per driver, instead of one more per level of calls
-inlined = nb.njit(inline="always", **JIT_OPTIONS)
 # the batch drivers run one chunk kernel per thread from Python threads (no parfor to compile)
 chunk_kernel = nb.njit(nogil=True, **JIT_OPTIONS)
 

@@ -24,6 +24,9 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 # holding a division (the tanh below) carries no per-element check and can be vectorised.
 JIT_OPTIONS = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy"}
 kernel = nb.njit(**JIT_OPTIONS)
+# a step that is inlined into its callers when compiled (Numba IR inlining): one optimisation
+# of the whole pass per driver, instead of one more per level of calls
+inlined = nb.njit(inline="always", **JIT_OPTIONS)
 
 # Constants are cast to the arrays' dtype with `x.dtype.type(c)` inside the kernels, so a
 # float32 network computes in float32 (a bare Python float would promote it to float64).

@@ -19,7 +19,7 @@ The activation needs no lane kernel: it is elementwise, so `kernels.activation_f
 import numpy as np
 
 from .architecture import KERNEL
-from .kernels import POOL_MAX, kernel
+from .kernels import POOL_MAX, inlined, kernel
 
 # Samples per block: 32 float32 values are two AVX-512 registers. Measured against 16: C3's rows
 # (10 x 32 values) then fill LLVM's unrolled vector loop with no scalar remainder, and the
@@ -138,6 +138,23 @@ def padded_transpose(weight):
     return out
 
 
+# out_k += sum_j c_k[j] rows_j for k, j < 4 (rows as long as the outputs): each load of an
+# input row serves four output rows. The dense layers' forward sums and weight gradients are
+# both this update, with other rows and coefficients.
+@inlined
+def rank4_update(out0, out1, out2, out3, c0, c1, c2, c3, row0, row1, row2, row3):
+    p0, p1, p2, p3 = c0
+    q0, q1, q2, q3 = c1
+    r0, r1, r2, r3 = c2
+    s0, s1, s2, s3 = c3
+    for o in range(out0.shape[0]):
+        v0, v1, v2, v3 = row0[o], row1[o], row2[o], row3[o]
+        out0[o] += p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3
+        out1[o] += q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3
+        out2[o] += r0 * v0 + r1 * v1 + r2 * v2 + r3 * v3
+        out3[o] += s0 * v0 + s1 * v1 + s2 * v2 + s3 * v3
+
+
 @kernel
 def dense_forward_lanes(h, weight_t, bias, u, acc):
     n_in, n_pad = weight_t.shape
@@ -150,18 +167,12 @@ def dense_forward_lanes(h, weight_t, bias, u, acc):
         for lane in range(0, LANES, 4):  # four lanes share each load of a row of W^T
             a0, a1, a2, a3 = acc[lane], acc[lane + 1], acc[lane + 2], acc[lane + 3]
             i = i0
-            while i + 4 <= i1:
-                w0, w1, w2, w3 = weight_t[i], weight_t[i + 1], weight_t[i + 2], weight_t[i + 3]
-                p0, p1, p2, p3 = h[i, lane], h[i + 1, lane], h[i + 2, lane], h[i + 3, lane]
-                q0, q1, q2, q3 = h[i, lane + 1], h[i + 1, lane + 1], h[i + 2, lane + 1], h[i + 3, lane + 1]
-                r0, r1, r2, r3 = h[i, lane + 2], h[i + 1, lane + 2], h[i + 2, lane + 2], h[i + 3, lane + 2]
-                s0, s1, s2, s3 = h[i, lane + 3], h[i + 1, lane + 3], h[i + 2, lane + 3], h[i + 3, lane + 3]
-                for o in range(n_pad):
-                    v0, v1, v2, v3 = w0[o], w1[o], w2[o], w3[o]
-                    a0[o] += p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3
-                    a1[o] += q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3
-                    a2[o] += r0 * v0 + r1 * v1 + r2 * v2 + r3 * v3
-                    a3[o] += s0 * v0 + s1 * v1 + s2 * v2 + s3 * v3
+            while i + 4 <= i1:  # acc[lane + k] += sum_r h[i + r, lane + k] W^T[i + r]
+                rank4_update(a0, a1, a2, a3, (h[i, lane], h[i + 1, lane], h[i + 2, lane], h[i + 3, lane]),
+                             (h[i, lane + 1], h[i + 1, lane + 1], h[i + 2, lane + 1], h[i + 3, lane + 1]),
+                             (h[i, lane + 2], h[i + 1, lane + 2], h[i + 2, lane + 2], h[i + 3, lane + 2]),
+                             (h[i, lane + 3], h[i + 1, lane + 3], h[i + 2, lane + 3], h[i + 3, lane + 3]),
+                             weight_t[i], weight_t[i + 1], weight_t[i + 2], weight_t[i + 3])
                 i += 4
             while i < i1:
                 w0 = weight_t[i]
@@ -352,18 +363,13 @@ def dense_backward_lanes(h, weight_padded, delta, dweight, dbias, dx, need_dx, h
     o = 0
     while o + 4 <= n_out:  # four units a pass share each load of a row of h^T
         g0, g1, g2, g3 = dweight[o], dweight[o + 1], dweight[o + 2], dweight[o + 3]
-        for lane in range(0, LANES, 4):
-            r0, r1, r2, r3 = h_t[lane], h_t[lane + 1], h_t[lane + 2], h_t[lane + 3]
-            p0, p1, p2, p3 = delta[o, lane], delta[o, lane + 1], delta[o, lane + 2], delta[o, lane + 3]
-            q0, q1, q2, q3 = delta[o + 1, lane], delta[o + 1, lane + 1], delta[o + 1, lane + 2], delta[o + 1, lane + 3]
-            s0, s1, s2, s3 = delta[o + 2, lane], delta[o + 2, lane + 1], delta[o + 2, lane + 2], delta[o + 2, lane + 3]
-            t0, t1, t2, t3 = delta[o + 3, lane], delta[o + 3, lane + 1], delta[o + 3, lane + 2], delta[o + 3, lane + 3]
-            for i in range(n_in):
-                v0, v1, v2, v3 = r0[i], r1[i], r2[i], r3[i]
-                g0[i] += p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3
-                g1[i] += q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3
-                g2[i] += s0 * v0 + s1 * v1 + s2 * v2 + s3 * v3
-                g3[i] += t0 * v0 + t1 * v1 + t2 * v2 + t3 * v3
+        for lane in range(0, LANES, 4):  # dW[o + k] += sum_l delta[o + k, lane + l] h^T[lane + l]
+            d = delta
+            rank4_update(g0, g1, g2, g3, (d[o, lane], d[o, lane + 1], d[o, lane + 2], d[o, lane + 3]),
+                         (d[o + 1, lane], d[o + 1, lane + 1], d[o + 1, lane + 2], d[o + 1, lane + 3]),
+                         (d[o + 2, lane], d[o + 2, lane + 1], d[o + 2, lane + 2], d[o + 2, lane + 3]),
+                         (d[o + 3, lane], d[o + 3, lane + 1], d[o + 3, lane + 2], d[o + 3, lane + 3]),
+                         h_t[lane], h_t[lane + 1], h_t[lane + 2], h_t[lane + 3])
         o += 4
     while o < n_out:
         d, g = delta[o], dweight[o]
