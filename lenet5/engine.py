@@ -428,18 +428,19 @@ def lanes_forward(images, start, n, theta, spec, acts, scratch, dense, acc):
         for j in range(size):              # their zero deltas add exactly nothing)
             for lane in range(n, L):
                 x0[0, i, j, lane] = 0.0
-    one = np.empty((size, size), x0.dtype)  # one resampled image (LeNet-1)
-    for lane in range(n):
-        image = images[start + lane]
-        if dims[D_RESAMPLE]:
-            resample_into(image, resample, one)
+    if dims[D_RESAMPLE]:
+        one = np.empty((size, size), x0.dtype)  # one resampled image (LeNet-1)
+        for lane in range(n):
+            resample_into(images[start + lane], resample, one)
             for i in range(size):
                 for j in range(size):
                     x0[0, i, j, lane] = affine[0] * one[i, j] + affine[1]
-        else:
-            for i in range(size):
+    else:
+        for i in range(size):  # row by row across the lanes: x0's row (size x LANES) stays in L1
+            for lane in range(n):
+                row = images[start + lane, i]
                 for j in range(size):
-                    x0[0, i, j, lane] = affine[0] * image[i, j] + affine[1]
+                    x0[0, i, j, lane] = affine[0] * row[j] + affine[1]
     conv_forward_lanes(x0, c1w, c1b, c1_pairs, u1)
     activation_forward(u1.reshape(-1), x1.reshape(-1), act)
     pool_forward_lanes(x1, s2c, s2b, u2, pool, s2_source)
