@@ -4,7 +4,8 @@ Every figure is in samples/s: the median of several timed repeats, with their mi
 the implied seconds per 60,000-image pass. The inputs are random images in [-0.1, 1.175]
 (MNIST's range after the paper's scaling) and random labels: the kernels do the same work
 whatever the pixel values. Online training and the Hessian estimate run on one core; the
-mini-batch and inference drivers split each batch over Numba's threads (`--threads`).
+mini-batch and inference drivers split each batch over Numba's threads (`--threads`), and
+each thread takes its share 32 samples at a time, one per SIMD lane (lenet5.lane_kernels).
 
 Each figure is also given as a fraction of its ceiling (lenet5.ceiling): the samples/s a
 numpy matrix multiply's FLOP rate would allow for the network's FLOP per sample, at 1 thread
