@@ -81,6 +81,7 @@ from .lane_kernels import (
     conv_forward_lanes,
     dense_backward_lanes,
     dense_forward_lanes,
+    neg_log_softmax_backward_lanes,
     neg_log_softmax_forward_lanes,
     padded_transpose,
     pool_backward_lanes,
@@ -486,10 +487,7 @@ def lanes_backward(theta, spec, acts, deltas, scratch, grad, dense, acc, h_t, wi
     if out_kind == OUTPUT_RBF:
         rbf_backward_lanes(h, prototypes, dy, dh)               # dE/dx6
     else:
-        for lane in range(L):
-            neg_log_softmax_backward(y[:, lane].copy(), dy[:, lane].copy(), acc[:y.shape[0]])
-            for k in range(y.shape[0]):
-                dz[k, lane] = acc[k]                            # dE/dz
+        neg_log_softmax_backward_lanes(y, dy, dz)             # dE/dz
         dense_backward_lanes(h, out_p, dz, gow, gob, dh, yes, h_t[:L * h.shape[0]].reshape((L, -1)),
                              acc[:L * out_p.shape[1]].reshape((L, -1)))
     if dims[D_N6] > 0:

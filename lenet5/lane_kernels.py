@@ -221,6 +221,19 @@ def neg_log_softmax_forward_lanes(z, y):
             y[k, lane] = top[lane] - z[k, lane]
 
 
+# dE/dz[i] = p[i] sum_k dE/dy[k] - dE/dy[i] with p = exp(-y), per lane (kernels.neg_log_softmax_backward)
+
+@kernel
+def neg_log_softmax_backward_lanes(y, dy, dz):
+    total = np.zeros(LANES, dy.dtype)
+    for k in range(dy.shape[0]):
+        for lane in range(LANES):
+            total[lane] += dy[k, lane]
+    for i in range(dy.shape[0]):
+        for lane in range(LANES):
+            dz[i, lane] = np.exp(-y[i, lane]) * total[lane] - dy[i, lane]
+
+
 # ================================================================ backward (batch gradients)
 # The same layers' backward kernels for a block: per-lane deltas, and the parameter gradients
 # summed over the lanes (a batch gradient is a sum over samples; callers zero them).
