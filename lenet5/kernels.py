@@ -205,38 +205,49 @@ def conv_forward(x, weight, bias, pairs, u):
 #   dW[m,c,i,j] = sum_q x[c, q + i*W + j] delta[m, q]       (one pass per kernel row i)
 #   dx[c, i*W + t] += sum_j W[m,c,i,j] delta[m, t - j]      (the 'full' correlation: delta
 # read backwards against the row, i.e. the rotated kernel; t - j outside [0, span) hits zeros)
+# conv_backward_wide does this for pixels of `step` values each: 1 here, LANES samples side by
+# side in lane_kernels.conv_backward_lanes (every offset above times step).
 
 @kernel
 def conv_backward(x, weight, delta, pairs, dweight, dbias, dx, need_dx):
-    assert weight.shape[2] == KERNEL and weight.shape[3] == KERNEL
     maps, height, width = delta.shape
     in_w = x.shape[2]
-    span = (height - 1) * in_w + width
-    pad = KERNEL - 1
-    xf = x.reshape(x.shape[0], -1)
-    padded = np.zeros((maps, span + 2 * pad), delta.dtype)  # padded[m, pad + q] = delta[m] wide
+    wide = np.zeros((maps, (height - 1) * in_w + width + 2 * (KERNEL - 1)), delta.dtype)
+    conv_backward_wide(x.reshape(x.shape[0], -1), weight, delta, pairs, dweight, dbias,
+                       dx.reshape(dx.shape[0], -1), need_dx, wide, in_w, 1)
+
+
+@inlined
+def conv_backward_wide(xf, weight, rows, pairs, dweight, dbias, dxf, need_dx, wide, row, step):
+    """xf, dxf: the input maps and dE/dx flat, `row` values to a row; rows: delta as (maps,
+    height, width * step); wide: zeros (maps, at least span + 2 * pad), delta goes in from pad
+    on and the junk columns stay zero."""
+    assert weight.shape[2] == KERNEL and weight.shape[3] == KERNEL
+    maps, height, n = rows.shape  # n: values per delta row
+    span = (height - 1) * row + n
+    pad = (KERNEL - 1) * step
     for m in range(maps):
-        total = delta.dtype.type(0.0)
+        total = rows.dtype.type(0.0)
         for y in range(height):
-            src, dst = delta[m, y], padded[m, pad + y * in_w:pad + y * in_w + width]  # (slices: see conv_forward)
-            for xx in range(width):
-                dst[xx] = src[xx]
-                total += src[xx]
+            src, dst = rows[m, y], wide[m, pad + y * row:pad + y * row + n]  # (slices: see conv_forward)
+            for q in range(n):
+                dst[q] = src[q]
+                total += src[q]
         dbias[m] += total
     if need_dx:
-        dx[:] = 0.0
+        dxf[:] = 0.0
     for p in range(pairs.shape[0]):  # (dW: one pair a pass; more sums per pass would change
         m, c = pairs[p, 0], pairs[p, 1]  # how LLVM splits them into partial sums, and so the bits)
-        dw = padded[m, pad:]  # delta[m] wide
+        dw = wide[m, pad:]  # delta[m] wide
         for i in range(KERNEL):
-            row = xf[c, i * in_w:]
-            g0 = g1 = g2 = g3 = g4 = delta.dtype.type(0.0)
+            r = xf[c, i * row:]
+            g0 = g1 = g2 = g3 = g4 = rows.dtype.type(0.0)
             for q in range(span):
-                g0 += row[q] * dw[q]
-                g1 += row[q + 1] * dw[q]
-                g2 += row[q + 2] * dw[q]
-                g3 += row[q + 3] * dw[q]
-                g4 += row[q + 4] * dw[q]
+                g0 += r[q] * dw[q]
+                g1 += r[q + step] * dw[q]
+                g2 += r[q + 2 * step] * dw[q]
+                g3 += r[q + 3 * step] * dw[q]
+                g4 += r[q + 4 * step] * dw[q]
             dweight[m, c, i, 0] += g0
             dweight[m, c, i, 1] += g1
             dweight[m, c, i, 2] += g2
@@ -244,11 +255,10 @@ def conv_backward(x, weight, delta, pairs, dweight, dbias, dx, need_dx):
             dweight[m, c, i, 4] += g4
     if not need_dx:
         return
-    dxf = dx.reshape(dx.shape[0], -1)
     p = 0
     while p < pairs.shape[0]:
         m, c = pairs[p, 0], pairs[p, 1]
-        d = padded[m]  # d[4 + q] = delta[m] wide, at q
+        d = wide[m]  # d[pad + q] = delta[m] wide, at q
         if p + 2 < pairs.shape[0] and pairs[p + 1, 0] == m and pairs[p + 2, 0] == m:
             # three input maps read by map m (its next pairs) share each load of its delta
             # (Table I's rows of 3, 4, 6 maps: 3, 3+1, 3+3 passes); every dx[c] still
@@ -258,9 +268,10 @@ def conv_backward(x, weight, delta, pairs, dweight, dbias, dx, need_dx):
                 w0, w1, w2, w3, w4 = weight[m, c, i]
                 v0, v1, v2, v3, v4 = weight[m, c2, i]
                 s0, s1, s2, s3, s4 = weight[m, c3, i]
-                out, out2, out3 = dxf[c, i * in_w:], dxf[c2, i * in_w:], dxf[c3, i * in_w:]
+                out, out2, out3 = dxf[c, i * row:], dxf[c2, i * row:], dxf[c3, i * row:]
                 for t in range(span + pad):
-                    d0, d1, d2, d3, d4 = d[t + 4], d[t + 3], d[t + 2], d[t + 1], d[t]
+                    d0, d1, d2 = d[t + 4 * step], d[t + 3 * step], d[t + 2 * step]
+                    d3, d4 = d[t + step], d[t]
                     out[t] += w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3 + w4 * d4
                     out2[t] += v0 * d0 + v1 * d1 + v2 * d2 + v3 * d3 + v4 * d4
                     out3[t] += s0 * d0 + s1 * d1 + s2 * d2 + s3 * d3 + s4 * d4
@@ -268,9 +279,10 @@ def conv_backward(x, weight, delta, pairs, dweight, dbias, dx, need_dx):
             continue
         for i in range(KERNEL):
             w0, w1, w2, w3, w4 = weight[m, c, i]
-            out = dxf[c, i * in_w:]
+            out = dxf[c, i * row:]
             for t in range(span + pad):
-                out[t] += w0 * d[t + 4] + w1 * d[t + 3] + w2 * d[t + 2] + w3 * d[t + 1] + w4 * d[t]
+                out[t] += (w0 * d[t + 4 * step] + w1 * d[t + 3 * step] + w2 * d[t + 2 * step]
+                           + w3 * d[t + step] + w4 * d[t])
         p += 1
 
 

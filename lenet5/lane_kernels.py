@@ -19,7 +19,7 @@ The activation needs no lane kernel: it is elementwise, so `kernels.activation_f
 import numpy as np
 
 from .architecture import KERNEL
-from .kernels import POOL_MAX, inlined, kernel
+from .kernels import POOL_MAX, conv_backward_wide, inlined, kernel
 
 # Samples per block: 32 float32 values are two AVX-512 registers. Measured against 16: C3's rows
 # (10 x 32 values) then fill LLVM's unrolled vector loop with no scalar remainder, and the
@@ -241,74 +241,16 @@ def neg_log_softmax_backward_lanes(y, dy, dz):
 # dE/dW[m,c,i,j] = sum_lanes x[c] (*) delta[m]          ('valid' correlation, all lanes at once)
 # dE/db[m]       = sum_lanes sum delta[m]
 # dE/dx[c]       = sum_m delta[m] (*)full rot180(W[m,c])  ('full' correlation, rotated kernel)
-# Wide rows, as kernels.conv_backward but LANES values to a pixel: delta[m] is copied into
-# `wide` (zeroed by the caller) with the input's row stride W*LANES, zeros in the junk columns
-# and (KERNEL-1)*LANES zeros either side, so each sum is one contiguous pass over whole rows:
-#   dW[m,c,i,j] = sum_q x[c].flat[q + (i*W + j)*LANES] wide[m, pad + q]   (q < span)
-#   dx[c].flat[i*W*LANES + t] += sum_j W[m,c,i,j] wide[m, pad + t - j*LANES]  (t < span + pad)
+# Wide rows, as kernels.conv_backward with LANES values to a pixel (kernels.conv_backward_wide,
+# step = LANES): delta[m] is copied into `wide` (zeroed by the caller, kept between blocks) with
+# the input's row stride W*LANES, so each sum is one contiguous pass over whole rows.
 
 @kernel
 def conv_backward_lanes(x, weight, delta, pairs, dweight, dbias, dx, need_dx, wide):
-    assert weight.shape[2] == KERNEL and weight.shape[3] == KERNEL and delta.shape[3] == LANES
-    maps, height, width, _ = delta.shape
-    row = x.shape[2] * LANES  # the input's row stride, flat
-    pad = (KERNEL - 1) * LANES
-    span = (height - 1) * row + width * LANES
-    xf = x.reshape(x.shape[0], -1)
-    for m in range(maps):
-        total = delta.dtype.type(0.0)
-        for y in range(height):
-            src, dst = delta[m, y].reshape(-1), wide[m, pad + y * row:pad + y * row + width * LANES]
-            for q in range(width * LANES):
-                dst[q] = src[q]
-                total += src[q]
-        dbias[m] += total
-    for p in range(pairs.shape[0]):
-        m, c = pairs[p, 0], pairs[p, 1]
-        d = wide[m, pad:]
-        for i in range(KERNEL):
-            r = xf[c, i * row:]
-            g0 = g1 = g2 = g3 = g4 = delta.dtype.type(0.0)
-            for q in range(span):
-                g0 += r[q] * d[q]
-                g1 += r[q + LANES] * d[q]
-                g2 += r[q + 2 * LANES] * d[q]
-                g3 += r[q + 3 * LANES] * d[q]
-                g4 += r[q + 4 * LANES] * d[q]
-            dweight[m, c, i, 0] += g0
-            dweight[m, c, i, 1] += g1
-            dweight[m, c, i, 2] += g2
-            dweight[m, c, i, 3] += g3
-            dweight[m, c, i, 4] += g4
-    if not need_dx:
-        return
-    dx[:] = 0.0
-    dxf = dx.reshape(dx.shape[0], -1)
-    p = 0
-    while p < pairs.shape[0]:
-        m, c = pairs[p, 0], pairs[p, 1]
-        d = wide[m]  # d[pad + q] = delta[m] wide, at q
-        if p + 1 < pairs.shape[0] and pairs[p + 1, 0] == m:
-            # two input maps read by map m (its next pair) share each load of its delta
-            c2 = pairs[p + 1, 1]
-            for i in range(KERNEL):
-                w0, w1, w2, w3, w4 = weight[m, c, i]
-                v0, v1, v2, v3, v4 = weight[m, c2, i]
-                out, out2 = dxf[c, i * row:], dxf[c2, i * row:]
-                for t in range(span + pad):
-                    d0, d1, d2 = d[t + 4 * LANES], d[t + 3 * LANES], d[t + 2 * LANES]
-                    d3, d4 = d[t + LANES], d[t]
-                    out[t] += w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3 + w4 * d4
-                    out2[t] += v0 * d0 + v1 * d1 + v2 * d2 + v3 * d3 + v4 * d4
-            p += 2
-            continue
-        for i in range(KERNEL):
-            w0, w1, w2, w3, w4 = weight[m, c, i]
-            out = dxf[c, i * row:]
-            for t in range(span + pad):
-                out[t] += (w0 * d[t + 4 * LANES] + w1 * d[t + 3 * LANES] + w2 * d[t + 2 * LANES]
-                           + w3 * d[t + LANES] + w4 * d[t])
-        p += 1
+    assert delta.shape[3] == LANES
+    maps, height = delta.shape[0], delta.shape[1]
+    conv_backward_wide(x.reshape(x.shape[0], -1), weight, delta.reshape((maps, height, -1)), pairs, dweight,
+                       dbias, dx.reshape(dx.shape[0], -1), need_dx, wide, x.shape[2] * LANES, LANES)
 
 
 # sum: dE/dbeta[m] = sum_lanes sum delta[m] * down(x[s]);  dE/db[m] = sum_lanes sum delta[m];
