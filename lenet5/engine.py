@@ -653,8 +653,9 @@ MODE_STEP, MODE_GRADIENT, MODE_HESSIAN, MODE_FORWARD = range(4)
 
 @chunk_kernel
 def sample_loop(images, labels, order, theta, eta, spec, mode, rbf_seed, losses, out, work):
-    """The one compiled per-sample loop behind online training, batch gradients and the Hessian
-    estimate (so that a first run compiles the forward and backward passes once). For each
+    """The one compiled per-sample loop behind online training, the Hessian estimate, the
+    trainer's evaluation and the few samples of a batch gradient left over from the lanes (so
+    that a first run compiles the forward and backward passes once). For each
     sample images[order[n]], after its forward pass:
     MODE_STEP:     losses[n] = E, then the online step theta -= eta * dE/dtheta (out unused);
     MODE_GRADIENT: losses[n] = E, out += dE/dtheta (the sum over the samples; eta unused);
