@@ -4,6 +4,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from lenet5.bench import main  # noqa: E402
+from lenet5.perf.bench import main  # noqa: E402
 
 sys.exit(main(sys.argv[1:]))

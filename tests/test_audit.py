@@ -5,9 +5,11 @@ import sys
 
 import numpy as np
 
-from lenet5 import LeNet5, engine
-from lenet5.architecture import C3_TABLE, LAYER, PAPER_FIGURES, PAPER_TOTAL
-from lenet5.audit import audit_rows
+from lenet5 import LeNet5
+from lenet5.core import engine
+from lenet5.core.architecture import C3_TABLE, LAYER
+from lenet5.core.paper import PAPER_FIGURES, PAPER_TOTAL
+from lenet5.tools.audit import audit_rows
 
 
 def test_audit_equals_the_papers_figures():
@@ -46,7 +48,8 @@ def test_audit_cli_text_and_json():
 
 
 def test_lenet1_and_lenet4_counts_beside_the_papers():
-    from lenet5.architecture import PAPER_ARCH_TOTALS, Variant
+    from lenet5.core.architecture import Variant
+    from lenet5.core.paper import PAPER_ARCH_TOTALS
 
     def totals(arch):
         rows = audit_rows(Variant(arch=arch, output="softmax"))

@@ -28,8 +28,8 @@ def test_bench_reports_each_figure_against_its_ceiling(tmp_path, capsys):
     3x forward) and the matmul rate at 1 and the batch thread count; every figure's fraction is
     its rate over the ceiling of its kind (online/Hessian: 1 thread, training FLOP; mini-batch:
     batch threads, training FLOP; inference: batch threads, forward FLOP)."""
-    from lenet5.architecture import PAPER_TOTAL
-    from lenet5.bench import CEILING_OF
+    from lenet5.core.paper import PAPER_TOTAL
+    from lenet5.perf.bench import CEILING_OF
 
     path = tmp_path / "bench.json"
     assert main(["bench", "--tiny", "--json", str(path)]) == 0
@@ -52,7 +52,7 @@ def test_bench_reports_each_figure_against_its_ceiling(tmp_path, capsys):
 
 
 def test_bench_states_how_busy_the_machine_was():
-    from lenet5.bench import load_notes
+    from lenet5.perf.bench import load_notes
 
     base = {"nproc": 2, "threads": 2, "loadavg_start": 3.5, "loadavg_end": 4.25,
             "matmul_gflops_1t": 60.0, "matmul_gflops_batch": 50.0, "matmul_gflops_batch_min": 40.0,
@@ -69,7 +69,7 @@ def test_bench_states_how_busy_the_machine_was():
 def test_the_implied_protocol_hides_each_evaluation_behind_the_next_pass():
     """20 passes of training (SDLM steps and Hessian estimates on one core); the evaluation of
     passes 1-19 runs on the other core beside the next pass and adds only what outlasts it."""
-    from lenet5.bench import EVAL, HESSIANS, PASS, implied_protocol
+    from lenet5.perf.bench import EVAL, HESSIANS, PASS, implied_protocol
 
     train = PASS / 15_000 + HESSIANS * 500 / 15_000
     assert implied_protocol(15_000, 15_000, 70_000, 2) == pytest.approx(20 * train + EVAL / 70_000)

@@ -1,4 +1,4 @@
-"""Boosting (lenet5.boosting): the filtering of a pattern stream into a training set, the
+"""Boosting (lenet5.baselines.boosting): the filtering of a pattern stream into a training set, the
 committee's prediction, the reproducible stream of new distorted patterns, and a tiny
 end-to-end boosted fig9 run."""
 import json
@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from lenet5 import boosting
-from lenet5.architecture import Variant
+from lenet5.baselines import boosting
 from lenet5.cli import main
-from lenet5.model import LeNet5
+from lenet5.core.architecture import Variant
+from lenet5.core.model import LeNet5
 
 LENET4 = Variant(arch="lenet4", output="softmax")
 

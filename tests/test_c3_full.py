@@ -2,12 +2,12 @@
 against the numpy reference, finite differences, training and checkpoints."""
 import numpy as np
 import pytest
-import reference as ref
 
 from lenet5 import LeNet5, Lenet5Error
-from lenet5.architecture import Variant
-from lenet5.model import C3_UNCONNECTED
-from lenet5.train import TrainConfig, Trainer
+from lenet5.core import numpy_reference as ref
+from lenet5.core.architecture import Variant
+from lenet5.core.model import C3_UNCONNECTED
+from lenet5.training.trainer import TrainConfig, Trainer
 
 FULL = Variant(c3="full")
 

@@ -3,10 +3,8 @@ the effective-weight identity, finite-difference gradients, the (vanishing) L1 p
 a short MNIST run."""
 import numpy as np
 import pytest
-import reference as ref
 
-from lenet5 import LeNet5, engine
-from lenet5.architecture import C3_TABLE, table_mask
+from lenet5 import LeNet5
 from lenet5.baselines.combinations import (
     CombinationNet,
     l1_penalty,
@@ -15,6 +13,9 @@ from lenet5.baselines.combinations import (
     train_combinations,
     train_online_combinations,
 )
+from lenet5.core import engine
+from lenet5.core import numpy_reference as ref
+from lenet5.core.architecture import C3_TABLE, table_mask
 
 
 def images(n, seed=0):

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from lenet5.core.model import LeNet5, reference_checkpoint
 from lenet5.data.digits import digit_from_ink
-from lenet5.demo.classify import Classifier
-from lenet5.demo.samples import shipped
-from lenet5.demo.server import MAX_BODY, STATIC, make_server
-from lenet5.model import LeNet5, reference_checkpoint
+from lenet5.tools.demo.classify import Classifier
+from lenet5.tools.demo.samples import shipped
+from lenet5.tools.demo.server import MAX_BODY, STATIC, make_server
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet5.demo.classify import Classifier
-from lenet5.demo.samples import shipped
-from lenet5.demo.server import make_server
-from lenet5.model import reference_checkpoint
+from lenet5.core.model import reference_checkpoint
+from lenet5.tools.demo.classify import Classifier
+from lenet5.tools.demo.samples import shipped
+from lenet5.tools.demo.server import make_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

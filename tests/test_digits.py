@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
+from lenet5.core.paper import BACKGROUND, INK
 from lenet5.data.digits import BOX, CENTRE, area_resample, digit_from_ink, ink_from_grayscale
 from lenet5.data.idx import read_idx
-from lenet5.data.mnist import BACKGROUND, INK, PAD, preprocess
+from lenet5.data.mnist import PAD, preprocess
 from lenet5.errors import Lenet5Error
 
 
@@ -88,7 +89,7 @@ def test_bad_images_are_clear_errors(bad, reason):
 def test_mnist_digits_survive_the_pipeline(raw_test):
     """MNIST digits are already made this way: most come out identical, and the shipped
     network classifies them as well as through `preprocess`."""
-    from lenet5.model import LeNet5, reference_checkpoint
+    from lenet5.core.model import LeNet5, reference_checkpoint
 
     images, labels = raw_test
     ours = np.stack([digit_from_ink(ink_from_grayscale(im)) for im in images])

@@ -86,7 +86,7 @@ def test_example_grid_shape(digits):
 
 
 def test_twenty_passes_see_every_pool_sample_twice(digits):
-    from lenet5.train import DistortedSource
+    from lenet5.training.trainer import DistortedSource
 
     x, y = digits
     source = DistortedSource(x, y, copies=9 * len(x), seed=0)
@@ -98,9 +98,9 @@ def test_twenty_passes_see_every_pool_sample_twice(digits):
 
 
 def test_training_on_distorted_copies_runs_and_resumes_exactly(digits, mnist, tmp_path, monkeypatch):
-    from lenet5.train import Interrupted, TrainConfig, Trainer
+    from lenet5.training.trainer import Interrupted, TrainConfig, Trainer
 
-    monkeypatch.setattr("lenet5.train.CHUNK", 50)  # so the interruption lands mid-pass
+    monkeypatch.setattr("lenet5.training.trainer.CHUNK", 50)  # so the interruption lands mid-pass
     data = ((digits[0], digits[1]), (mnist[1][0][:500], mnist[1][1][:500]))
     cfg = dict(epochs=2, train_size=200, distortions=1800, optimizer="sgd", lr=3e-3)
     full = Trainer(TrainConfig(**cfg), data, tmp_path / "a", progress=False, log=lambda s: None)

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from lenet5 import LeNet5, engine
-from lenet5.architecture import Variant
+from lenet5 import LeNet5
+from lenet5.core import engine
+from lenet5.core.architecture import Variant
 
 VARIANTS = {
     "paper": Variant(),

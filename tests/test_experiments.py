@@ -6,7 +6,7 @@ import pytest
 
 from lenet5.cli import main
 from lenet5.experiments import NAMES, plots, runner
-from lenet5.experiments.rejection import reject_for, rejection_curve
+from lenet5.tools.rejection import reject_for, rejection_curve
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_train_size_tiny(out):
 
 def test_rejection_on_a_trained_checkpoint(out, tmp_path):
     from lenet5.experiments.jobs import mnist
-    from lenet5.train import TrainConfig, Trainer
+    from lenet5.training.trainer import TrainConfig, Trainer
 
     data = mnist(None)
     config = TrainConfig(epochs=1, train_size=2000, optimizer="sgd", lr=3e-3, init="paper", inputs="paper",
@@ -163,7 +163,7 @@ def test_ablations_tiny(out):
 
 
 def test_fig9_tiny(out):
-    from lenet5.architecture import PAPER_RESULTS
+    from lenet5.core.paper import PAPER_RESULTS
 
     result = run_tiny(out, "fig9")
     rows = {r["classifier"]: r for r in result["rows"]}

@@ -1,4 +1,4 @@
-"""The im2col + matrix-multiply formulation (lenet5.gemm) gives the reference engine's outputs,
+"""The im2col + matrix-multiply formulation (lenet5.core.gemm) gives the reference engine's outputs,
 losses and gradients for every variant and criterion: tightly in float64, to float32
 rounding in float32."""
 import itertools
@@ -6,10 +6,10 @@ import itertools
 import numpy as np
 import pytest
 
-from lenet5 import engine, gemm
-from lenet5.architecture import VARIANT_CHOICES, Variant
+from lenet5.core import engine, gemm
+from lenet5.core.architecture import VARIANT_CHOICES, Variant
+from lenet5.core.model import C3_UNCONNECTED, LeNet5, check_loss
 from lenet5.errors import Lenet5Error
-from lenet5.model import C3_UNCONNECTED, LeNet5, check_loss
 
 CHOICES = {k: v for k, v in VARIANT_CHOICES.items() if k not in ("arch", "inputs")}  # (LeNet-5's graph)
 VARIANTS = [Variant(**dict(zip(CHOICES, combo))) for combo in itertools.product(*CHOICES.values())]

@@ -16,11 +16,12 @@ of their sum, which would keep the cross terms the diagonal approximation drops.
 """
 import numpy as np
 import pytest
-import reference as ref
 from numpy.lib.stride_tricks import sliding_window_view
 
-from lenet5 import LeNet5, engine
-from lenet5.architecture import Variant, table_mask
+from lenet5 import LeNet5
+from lenet5.core import engine
+from lenet5.core import numpy_reference as ref
+from lenet5.core.architecture import Variant, table_mask
 
 VARIANTS = [Variant(), Variant(c3="full"), Variant(pooling="average"), Variant(pooling="max"),
             Variant(activation="tanh"), Variant(activation="sigmoid"), Variant(activation="relu"),

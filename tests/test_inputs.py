@@ -3,8 +3,8 @@ roughly 1"), read as the printed -0.1/1.175 values standardised by the training 
 import numpy as np
 
 from lenet5 import LeNet5
-from lenet5.architecture import Variant
-from lenet5.data.mnist import TRAIN_MEAN, TRAIN_STD
+from lenet5.core.architecture import Variant
+from lenet5.core.paper import TRAIN_MEAN, TRAIN_STD
 
 
 def test_the_standardisation_constants_are_the_training_sets(mnist):

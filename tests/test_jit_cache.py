@@ -1,4 +1,4 @@
-"""Numba's cache keys a function on its own file; lenet5.jit_cache recompiles a function whose
+"""Numba's cache keys a function on its own file; lenet5.core.jit_cache recompiles a function whose
 called code changed in another file. Checked with real cached compilation in subprocesses."""
 import os
 import subprocess
@@ -21,7 +21,7 @@ CALLER = textwrap.dedent("""
 
     {guard}
 """)
-GUARD = ("from lenet5.jit_cache import flush_if_changed\n"
+GUARD = ("from lenet5.core.jit_cache import flush_if_changed\n"
          "flush_if_changed(globals(), 'kernel.py', 'caller.py', base=Path(__file__).parent)")
 
 

@@ -1,10 +1,10 @@
 """Each Numba kernel against the slow numpy reference written from the definitions."""
 import numpy as np
 import pytest
-import reference as ref
 
-from lenet5 import kernels
-from lenet5.architecture import C3_TABLE, table_mask, table_pairs
+from lenet5.core import kernels
+from lenet5.core import numpy_reference as ref
+from lenet5.core.architecture import C3_TABLE, table_mask, table_pairs
 
 rng = np.random.default_rng(1234)
 

@@ -1,4 +1,4 @@
-"""The inference fast path (engine.forward_chunk over lenet5.lane_kernels, LANES samples per
+"""The inference fast path (engine.forward_chunk over lenet5.core.lane_kernels, LANES samples per
 block) against the per-sample reference composition (engine.sample_forward), and the lane
 kernels one by one against the per-sample kernels."""
 import numba as nb
@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from test_hessian import VARIANTS
 
-from lenet5 import LeNet5, engine, kernels
-from lenet5 import lane_kernels as lanes
-from lenet5.model import reference_checkpoint
+from lenet5 import LeNet5
+from lenet5.core import engine, kernels
+from lenet5.core import lane_kernels as lanes
+from lenet5.core.model import reference_checkpoint
 
 ids = {"ids": lambda v: v.to_json()}
 

@@ -3,7 +3,6 @@ forward pass against numpy, finite-difference gradients, the online step, a shor
 import numpy as np
 import pytest
 
-from lenet5.architecture import TANH_A, TANH_S
 from lenet5.baselines.mlp import (
     MLP,
     PAPER_BASELINES,
@@ -14,6 +13,7 @@ from lenet5.baselines.mlp import (
     train_mlp,
     train_online,
 )
+from lenet5.core.architecture import TANH_A, TANH_S
 
 
 def images(n, seed=0):

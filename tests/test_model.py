@@ -2,11 +2,12 @@
 precision, checkpoints."""
 import numpy as np
 import pytest
-import reference as ref
 
-from lenet5 import LeNet5, Lenet5Error, engine
-from lenet5.architecture import C3_TABLE, LAYERS, table_mask
-from lenet5.model import C3_UNCONNECTED
+from lenet5 import LeNet5, Lenet5Error
+from lenet5.core import engine
+from lenet5.core import numpy_reference as ref
+from lenet5.core.architecture import C3_TABLE, LAYERS, table_mask
+from lenet5.core.model import C3_UNCONNECTED
 
 MASK = table_mask(C3_TABLE, 6)
 

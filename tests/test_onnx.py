@@ -8,11 +8,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from lenet5.architecture import C3_TABLE, LAYER, Variant, table_mask
 from lenet5.cli import main
+from lenet5.core.architecture import C3_TABLE, LAYER, Variant, table_mask
+from lenet5.core.model import LeNet5, reference_checkpoint
 from lenet5.errors import Lenet5Error
-from lenet5.export_onnx import build_model, unsupported
-from lenet5.model import LeNet5, reference_checkpoint
+from lenet5.tools.export_onnx import build_model, unsupported
 
 
 def run_onnx(model, images):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from lenet5 import LeNet5, Lenet5Error
-from lenet5.architecture import SUBSAMPLING_PARAMS
-from lenet5.train import TrainConfig, Trainer
+from lenet5.core.architecture import SUBSAMPLING_PARAMS
+from lenet5.training.trainer import TrainConfig, Trainer
 
 
 @pytest.mark.parametrize("optimizer,batch", [("sdlm", 1), ("sgd", 16)])

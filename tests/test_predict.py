@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from lenet5.cli import main
+from lenet5.core.model import reference_checkpoint
 from lenet5.data.idx import read_idx
-from lenet5.model import reference_checkpoint
 
 N_FILES = 500
 FORMATS = ("png", "jpg", "bmp", "pgm")

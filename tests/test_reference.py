@@ -6,7 +6,7 @@ import numpy as np
 
 from lenet5 import LeNet5
 from lenet5.cli import main
-from lenet5.model import reference_checkpoint
+from lenet5.core.model import reference_checkpoint
 
 
 def test_shipped_checkpoint_reproduces_its_recorded_test_error(mnist, capsys, monkeypatch, mnist_dir):

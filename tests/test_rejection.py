@@ -1,19 +1,13 @@
-"""lenet5.rejection: the top-2 gap, the threshold for 0.5% error, and a checkpoint's stored threshold."""
+"""lenet5.tools.rejection: the top-2 gap, the threshold for 0.5% error, and a checkpoint's stored threshold."""
 import json
 import shutil
 
 import numpy as np
 import pytest
 
+from lenet5.core.model import LeNet5, reference_checkpoint
 from lenet5.experiments.rejection import analyse, shown_path
-from lenet5.model import LeNet5, reference_checkpoint
-from lenet5.rejection import (
-    read_sidecar,
-    rejection_threshold,
-    sidecar_path,
-    threshold_for,
-    top2_gap,
-)
+from lenet5.tools.rejection import read_sidecar, rejection_threshold, sidecar_path, threshold_for, top2_gap
 
 
 def _outputs(best, gaps):

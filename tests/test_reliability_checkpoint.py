@@ -7,9 +7,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from lenet5 import LeNet5, Lenet5Error, checkpoint_format
-from lenet5.architecture import PROTOTYPES
+from lenet5 import LeNet5, Lenet5Error
 from lenet5.cli import main
+from lenet5.core import checkpoint_format
+from lenet5.core.architecture import PROTOTYPES
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,7 @@ def test_entries_that_are_not_arrays_are_refused(tmp_path):
 
 
 def test_a_trainer_checkpoint_round_trips_through_the_checks(tmp_path, mnist):
-    from lenet5.train import TrainConfig, Trainer
+    from lenet5.training.trainer import TrainConfig, Trainer
 
     (tx, ty), (vx, vy) = mnist
     trainer = Trainer(TrainConfig(epochs=1, train_size=600), ((tx[:600], ty[:600]), (vx[:100], vy[:100])),

@@ -12,7 +12,7 @@ import pytest
 
 from lenet5.cli import main
 from lenet5.experiments import runner
-from lenet5.train import Interrupted, Trainer
+from lenet5.training.trainer import Interrupted, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,9 +48,9 @@ def test_an_interrupted_run_stops_the_experiment_and_keeps_the_finished_ones(tmp
 
 
 def test_ctrl_c_in_train_size_exits_130_and_reuse_resumes(here, monkeypatch, capsys):
-    import lenet5.train
+    import lenet5.training.trainer
 
-    monkeypatch.setattr(lenet5.train, "CHUNK", 50)  # so the interruption lands mid-pass
+    monkeypatch.setattr(lenet5.training.trainer, "CHUNK", 50)  # so the interruption lands mid-pass
     real = Trainer._train_slice
 
     def ctrl_c_in_n200(self, idx, losses):
@@ -106,7 +106,7 @@ EPOCHS = 6  # passes of each small run: long enough that both runs are mid-way a
 DRIVER = textwrap.dedent("""
     import sys
     from lenet5.experiments import runner
-    from lenet5.train import Interrupted
+    from lenet5.training.trainer import Interrupted
 
     runs, data, reuse = sys.argv[1], sys.argv[2], len(sys.argv) > 3
     opts = runner.Options(processes=2, runs=runs, data_dir=data, reuse=reuse)

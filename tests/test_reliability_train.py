@@ -13,11 +13,12 @@ from argparse import Namespace
 import numpy as np
 import pytest
 
-from lenet5 import LeNet5, Lenet5Error, rundir, warmup
+from lenet5 import LeNet5, Lenet5Error
 from lenet5.cli import main
 from lenet5.commands import train as train_command
 from lenet5.commands.evaluate import reference_checkpoint
-from lenet5.train import RECIPES, Interrupted, TrainConfig, Trainer
+from lenet5.training import rundir, warmup
+from lenet5.training.trainer import RECIPES, Interrupted, TrainConfig, Trainer
 
 N = 1000  # training images per run
 
@@ -91,9 +92,9 @@ def enospc_on(monkeypatch, target, name, after=0):
 
 
 def test_full_disk_at_the_checkpoint_says_what_was_and_was_not_saved(cli, tmp_path, monkeypatch):
-    import lenet5.model
+    import lenet5.core.model
 
-    enospc_on(monkeypatch, lenet5.model, "save_npz_atomic", after=1)  # pass 1 saves, pass 2 fails
+    enospc_on(monkeypatch, lenet5.core.model, "save_npz_atomic", after=1)  # pass 1 saves, pass 2 fails
     code, _, err = cli("--epochs", "2", "--out", "run")
     assert code == 2
     one_line_error(err, "cannot write run/checkpoint.npz: No space left on device; pass 2 (test error",
@@ -105,9 +106,9 @@ def test_full_disk_at_the_checkpoint_says_what_was_and_was_not_saved(cli, tmp_pa
 
 
 def test_full_disk_in_pass_one_says_nothing_was_saved(cli, tmp_path, monkeypatch):
-    import lenet5.model
+    import lenet5.core.model
 
-    enospc_on(monkeypatch, lenet5.model, "save_npz_atomic")
+    enospc_on(monkeypatch, lenet5.core.model, "save_npz_atomic")
     code, _, err = cli("--epochs", "1", "--out", "run")
     assert code == 2
     one_line_error(err, "pass 1 (test error", "nothing of this run has been saved in run yet")
@@ -115,9 +116,9 @@ def test_full_disk_in_pass_one_says_nothing_was_saved(cli, tmp_path, monkeypatch
 
 
 def test_checkpoint_is_written_before_the_metrics(cli, tmp_path, monkeypatch):
-    import lenet5.train
+    import lenet5.training.trainer
 
-    enospc_on(monkeypatch, lenet5.train, "write_json_atomic")
+    enospc_on(monkeypatch, lenet5.training.trainer, "write_json_atomic")
     code, _, err = cli("--epochs", "1", "--out", "run")
     assert code == 2
     one_line_error(err, "cannot write the metrics in run: No space left on device; the last saved "
@@ -373,9 +374,9 @@ def test_train_size_beyond_the_data_is_an_error(cli, tmp_path):
 def double_ctrl_c_at_evaluation(monkeypatch, on_call):
     """Replace error_pct: on its `on_call`-th call for the run (not the warm-up), two real
     SIGINTs arrive."""
-    import lenet5.train
+    import lenet5.training.trainer
 
-    real, calls = lenet5.train.error_pct, []
+    real, calls = lenet5.training.trainer.error_pct, []
 
     def evaluate(net, images, labels, threads=None):
         if len(images) > warmup.WARMUP_IMAGES:
@@ -385,7 +386,7 @@ def double_ctrl_c_at_evaluation(monkeypatch, on_call):
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)
         return real(net, images, labels, threads)
-    monkeypatch.setattr(lenet5.train, "error_pct", evaluate)
+    monkeypatch.setattr(lenet5.training.trainer, "error_pct", evaluate)
 
 
 def test_double_ctrl_c_in_the_first_evaluation_says_nothing_was_saved(cli, tmp_path, monkeypatch):

@@ -4,9 +4,9 @@ import pytest
 from PIL import Image
 
 from lenet5.cli import main
+from lenet5.core.model import LeNet5, reference_checkpoint
 from lenet5.experiments import plots
-from lenet5.model import LeNet5, reference_checkpoint
-from lenet5.rejection import read_sidecar, top2_gap
+from lenet5.tools.rejection import read_sidecar, top2_gap
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from lenet5 import LeNet5, Lenet5Error
-from lenet5.prototypes import BITMAP_COLS, BITMAP_ROWS, DIGIT_BITMAPS, parse_bitmap, rbf_prototypes
-from lenet5.train import Interrupted, TrainConfig, Trainer, sdlm_epsilon
+from lenet5.core.prototypes import BITMAP_COLS, BITMAP_ROWS, DIGIT_BITMAPS, parse_bitmap, rbf_prototypes
+from lenet5.training.trainer import Interrupted, TrainConfig, Trainer, sdlm_epsilon
 
 
 def test_prototypes_are_ten_distinct_7x12_bitmaps():
@@ -87,21 +87,21 @@ class Crash(BaseException):
 def test_each_pass_is_evaluated_on_its_own_parameters_while_the_next_trains(mnist, tmp_path):
     """Pass 1's errors come from the evaluation thread while pass 2 trains; they are those of
     pass 1's parameters, as a one-pass run (evaluated at once) gives them."""
-    import lenet5.train
+    import lenet5.training.trainer
 
     config = dict(seed=4, train_size=1500)
     data, quiet = small(mnist, 1500, 3000), dict(progress=False, log=lambda s: None)
     one = Trainer(TrainConfig(epochs=1, **config), data, tmp_path / "one", **quiet)
     one.run()
     threads = []
-    real = lenet5.train.error_pct
+    real = lenet5.training.trainer.error_pct
 
     def noting_the_thread(*args):
         import threading
         threads.append(threading.current_thread().name)
         return real(*args)
 
-    lenet5.train.error_pct = noting_the_thread
+    lenet5.training.trainer.error_pct = noting_the_thread
     try:
         shown = []
         three = Trainer(TrainConfig(epochs=3, **config), data, tmp_path / "three", progress=False,
@@ -111,7 +111,7 @@ def test_each_pass_is_evaluated_on_its_own_parameters_while_the_next_trains(mnis
                            log=lambda s: None, evaluate_beside=False)  # (--threads 1)
         one_core_history = one_core.run()
     finally:
-        lenet5.train.error_pct = real
+        lenet5.training.trainer.error_pct = real
     beside = [t.startswith("lenet5-evaluation") for t in threads]
     assert beside == [True] * 4 + [False] * 2 + [False] * 6
     assert np.array_equal(one_core.net.theta, three.net.theta)
@@ -130,7 +130,7 @@ def test_a_pass_saved_before_its_evaluation_finished_resumes_to_the_same_run(mni
     """The process dies right after pass 1 is saved, before its errors are known: the checkpoint
     holds pass 1 with its row pending, and --resume evaluates it first, then trains on to the
     uninterrupted run's weights and history."""
-    import lenet5.train
+    import lenet5.training.trainer
 
     config = TrainConfig(epochs=2, seed=5, train_size=1200)
     data, quiet = small(mnist, 1200, 500), dict(progress=False, log=lambda s: None)
@@ -139,7 +139,7 @@ def test_a_pass_saved_before_its_evaluation_finished_resumes_to_the_same_run(mni
 
     def die(*args):
         raise Crash
-    monkeypatch.setattr(lenet5.train._EVALUATOR, "submit", die)
+    monkeypatch.setattr(lenet5.training.trainer._EVALUATOR, "submit", die)
     with pytest.raises(Crash):
         Trainer(config, data, tmp_path / "b", evaluate_beside=True, **quiet).run()
     monkeypatch.undo()
@@ -237,9 +237,9 @@ def test_cli_train_arch_lenet1(mnist_dir, tmp_path):
 def test_the_trainers_error_pct_is_predicts(mnist):
     """The trainer's per-pass evaluation (one engine batch, no per-call checks) against
     LeNet5.predict, for the shipped network and an untrained unit-input one."""
-    from lenet5.architecture import Variant
-    from lenet5.model import reference_checkpoint
-    from lenet5.train import error_pct
+    from lenet5.core.architecture import Variant
+    from lenet5.core.model import reference_checkpoint
+    from lenet5.training.trainer import error_pct
 
     images, labels = mnist[1][0][:700], mnist[1][1][:700]
     for net in (LeNet5.load(reference_checkpoint()), LeNet5.init(seed=2, variant=Variant(inputs="unit"))):

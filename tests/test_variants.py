@@ -6,14 +6,15 @@ import json
 
 import numpy as np
 import pytest
-import reference as ref
 from test_hessian import VARIANTS
 
-from lenet5 import LeNet5, Lenet5Error, kernels
-from lenet5.architecture import VARIANT_CHOICES, Variant, table_mask
-from lenet5.audit import audit_rows
-from lenet5.data.mnist import TRAIN_MEAN, TRAIN_STD
-from lenet5.train import RECIPES, TrainConfig, Trainer
+from lenet5 import LeNet5, Lenet5Error
+from lenet5.core import kernels
+from lenet5.core import numpy_reference as ref
+from lenet5.core.architecture import VARIANT_CHOICES, Variant, table_mask
+from lenet5.core.paper import TRAIN_MEAN, TRAIN_STD
+from lenet5.tools.audit import audit_rows
+from lenet5.training.trainer import RECIPES, TrainConfig, Trainer
 
 ACT_CODES = {"scaled-tanh": kernels.ACT_SCALED_TANH, "tanh": kernels.ACT_TANH,
              "sigmoid": kernels.ACT_SIGMOID, "relu": kernels.ACT_RELU, "identity": kernels.ACT_IDENTITY}
@@ -170,7 +171,7 @@ def test_audit_counts_follow_the_variant():
     assert counts()["total"] == (60_000, 340_908)
     assert all(r["matches_paper"] is None for r in audit_rows(Variant(activation="relu")))
     assert all(r["matches_paper"] for r in audit_rows(Variant(inputs="unit")))  # scaling changes no count
-    from lenet5.model import free_parameters
+    from lenet5.core.model import free_parameters
     for v in VARIANTS:
         assert free_parameters(v) == counts(**v.changes())["total"][0], v
 

@@ -1,2 +1,5 @@
-"""The non-LeNet-5 networks of the experiments: Fig. 9's MLP baselines (mlp), Bouvrie's learned
-C3 combinations (combinations), and the online pass they share (online)."""
+"""The networks and classifiers the paper compares LeNet-5 with: `classical` (linear, k-NN,
+PCA + quadratic, RBF network), `mlp` (Fig. 9's multi-layer perceptrons), `combinations`
+(Bouvrie's learned C3 connections), `online` (the online pass they share), `boosting` (the
+boosted LeNet-4's filtered training sets).
+"""

@@ -38,8 +38,9 @@ k-nearest neighbours (paper: "K-NN Euclidean", 5.0%)
 """
 import numpy as np
 
+from ..core.paper import BACKGROUND, INK
 from ..data.idx import IMAGE_SIZE, NUM_CLASSES
-from ..data.mnist import BACKGROUND, INK, PAD
+from ..data.mnist import PAD
 
 PCA_COMPONENTS = 40
 RBF_PER_CLASS = 100  # 10 groups of 100 units

@@ -65,10 +65,10 @@ chance (a row's |table row| largest weights hit the table's links 47 % of the ti
 import numba as nb
 import numpy as np
 
-from .. import engine
-from ..architecture import C3_TABLE, KERNEL, LAYER, Variant, table_mask
-from ..kernels import JIT_OPTIONS
-from ..model import MAP_J, LeNet5, default_prototypes
+from ..core import engine
+from ..core.architecture import C3_TABLE, KERNEL, LAYER, Variant, table_mask
+from ..core.kernels import JIT_OPTIONS
+from ..core.model import MAP_J, LeNet5, default_prototypes
 from .mlp import pass_factor
 from .online import online_pass
 
@@ -336,7 +336,7 @@ def train_combinations(data, epochs=3, seed=0, lr=1e-3, lam=0.0, train_size=0, p
 
 
 # Numba caches these functions with the code they call from the files below compiled in; a
-# change to any of those files must recompile them (lenet5.jit_cache).
-from ..jit_cache import flush_if_changed  # noqa: E402
+# change to any of those files must recompile them (lenet5.core.jit_cache).
+from ..core.jit_cache import flush_if_changed  # noqa: E402
 
-flush_if_changed(globals(), "kernels.py", "engine.py", "baselines/combinations.py")
+flush_if_changed(globals(), "core/kernels.py", "core/engine.py", "baselines/combinations.py")

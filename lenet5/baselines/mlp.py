@@ -46,7 +46,7 @@ then b_l), described by a `sizes` array: one compiled kernel serves every archit
 import numba as nb
 import numpy as np
 
-from ..kernels import (
+from ..core.kernels import (
     ACT_SCALED_TANH,
     JIT_OPTIONS,
     activation_backward,
@@ -328,7 +328,7 @@ def train_mlp(data, hidden=(300,), epochs=10, seed=0, lr=32.0, lr_out=0.1, train
 
 
 # Numba caches these functions with the code they call from the files below compiled in; a
-# change to any of those files must recompile them (lenet5.jit_cache).
-from ..jit_cache import flush_if_changed  # noqa: E402
+# change to any of those files must recompile them (lenet5.core.jit_cache).
+from ..core.jit_cache import flush_if_changed  # noqa: E402
 
-flush_if_changed(globals(), "kernels.py", "baselines/mlp.py")
+flush_if_changed(globals(), "core/kernels.py", "baselines/mlp.py")

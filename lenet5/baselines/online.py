@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from ..errors import Lenet5Error
-from ..progress import Progress
+from ..training.progress import Progress
 
 CHUNK = 500  # samples per jitted call: the granularity of progress and of the NaN check
 

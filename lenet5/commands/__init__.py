@@ -1,6 +1,6 @@
 """CLI subcommands: each module has `register(subparsers)`. Flags several commands share
 are defined here once."""
-from ..architecture import PAPER, VARIANT_CHOICES, Variant, default_output
+from ..core.architecture import PAPER, VARIANT_CHOICES, Variant, default_output
 
 
 def add_variant_arguments(parser, defaults=PAPER):

@@ -1,7 +1,7 @@
 """`lenet5 audit`: the per-layer parameter/connection table against the paper's figures."""
 import json
 
-from ..audit import audit_rows, format_audit
+from ..tools.audit import audit_rows, format_audit
 from . import add_variant_arguments, variant_from_args
 
 

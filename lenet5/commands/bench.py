@@ -1,5 +1,5 @@
 """`lenet5 bench`: samples/s of online, mini-batch and Hessian passes and of inference."""
-from .. import bench
+from ..perf import bench
 
 
 def register(sub):
@@ -11,7 +11,7 @@ def register(sub):
         "distortion generation, MNIST loading and JIT cold/warm start when available. "
         "Each figure is the median of several repeats with min-max, and its fraction of the "
         "CPU's ceiling: numpy's matrix-multiply rate at 1 thread (online, Hessian) or all threads "
-        "(batch figures) over the network's FLOP per sample (lenet5.ceiling).")
+        "(batch figures) over the network's FLOP per sample (lenet5.perf.ceiling).")
     bench.add_arguments(p)
     p.set_defaults(func=run)
 

@@ -20,11 +20,11 @@ def register(sub):
 
 
 def run(args):
+    from ..core.model import reference_checkpoint
     from ..data.mnist import default_data_dir
-    from ..demo.classify import Classifier
-    from ..demo.samples import digit_source
-    from ..demo.server import make_server
-    from ..model import reference_checkpoint
+    from ..tools.demo.classify import Classifier
+    from ..tools.demo.samples import digit_source
+    from ..tools.demo.server import make_server
 
     if not 0 <= args.port <= 65535:
         raise Lenet5Error(f"--port must be 0..65535, got {args.port}")

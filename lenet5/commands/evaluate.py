@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 
-from ..model import REFERENCE, LeNet5, reference_checkpoint
+from ..core.model import REFERENCE, LeNet5, reference_checkpoint
 
 
 def register(sub):

@@ -59,7 +59,7 @@ def run(args):
     """Ctrl-C stops the whole experiment (exit 130); finished runs are kept for --reuse."""
     from ..experiments import NAMES
     from ..experiments.runner import run_experiment
-    from ..train import Interrupted
+    from ..training.trainer import Interrupted
 
     opts = options(args)
     try:

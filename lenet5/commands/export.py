@@ -1,5 +1,5 @@
 """`lenet5 export --onnx FILE`: the trained network as an ONNX model."""
-from ..model import REFERENCE, reference_checkpoint
+from ..core.model import REFERENCE, reference_checkpoint
 
 
 def register(sub):
@@ -17,8 +17,8 @@ def register(sub):
 
 
 def run(args):
-    from ..export_onnx import export
-    from ..model import LeNet5
+    from ..core.model import LeNet5
+    from ..tools.export_onnx import export
 
     path = args.checkpoint or reference_checkpoint()
     size = export(LeNet5.load(path), args.onnx)

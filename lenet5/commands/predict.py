@@ -2,7 +2,7 @@
 import json
 import sys
 
-from ..model import REFERENCE, reference_checkpoint
+from ..core.model import REFERENCE, reference_checkpoint
 
 
 def register(sub):
@@ -27,9 +27,9 @@ def register(sub):
 
 
 def run(args):
-    from ..model import LeNet5
-    from ..predict import Failure, classify_files
-    from ..rejection import NO_THRESHOLD, rejection_threshold
+    from ..core.model import LeNet5
+    from ..tools.predict import Failure, classify_files
+    from ..tools.rejection import NO_THRESHOLD, rejection_threshold
 
     path = args.checkpoint or reference_checkpoint()
     net = LeNet5.load(path)

@@ -1,7 +1,7 @@
 """`lenet5 show`: one digit going through the network, drawn layer by layer (a PNG)."""
 from pathlib import Path
 
-from ..model import REFERENCE, reference_checkpoint
+from ..core.model import REFERENCE, reference_checkpoint
 
 DEFAULT_OUT = "lenet5-show.png"
 
@@ -29,17 +29,17 @@ def register(sub):
 
 
 def run(args):
+    from ..core.model import LeNet5
     from ..errors import Lenet5Error
-    from ..model import LeNet5
-    from ..rejection import rejection_threshold
-    from ..show import draw, pyplot
+    from ..tools.rejection import rejection_threshold
+    from ..tools.show import draw, pyplot
 
     pyplot()  # fail on a missing extra before any work
     path = args.checkpoint or reference_checkpoint()
     net = LeNet5.load(path)
     label = None
     if args.image:
-        from ..predict import input_from_file
+        from ..tools.predict import input_from_file
 
         try:
             image = input_from_file(args.image, command="lenet5 show --image")

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numba
 
-from ..architecture import VARIANT_CHOICES, default_output
-from ..audit import audit_rows, format_audit
+from ..core.architecture import VARIANT_CHOICES, default_output
+from ..core.model import INIT_SCALES, LeNet5, default_loss
 from ..errors import Lenet5Error
-from ..model import INIT_SCALES, LeNet5, default_loss
-from ..rundir import RUNS_ROOT, check_writable, inside_package, new_run_dir
-from ..train import (
+from ..tools.audit import audit_rows, format_audit
+from ..training.rundir import RUNS_ROOT, check_writable, inside_package, new_run_dir
+from ..training.trainer import (
     CHUNK,
     DEFAULT_RECIPE,
     GN_SEEDS,
@@ -94,7 +94,7 @@ def register(sub):
 
 
 def add_sdlm_reading_arguments(p):
-    """Issue 14's readings of what the paper leaves open about SDLM (lenet5.train)."""
+    """Issue 14's readings of what the paper leaves open about SDLM (lenet5.training.trainer)."""
     g = p.add_argument_group(f"SDLM readings (issue 14; defaults: the {DEFAULT_RECIPE} recipe)")
     recipes = "; ".join(f"{name}: " + ", ".join(f"{flag(k)} {v}" for k, v in values.items())
                         for name, values in RECIPES.items())
@@ -224,7 +224,7 @@ def run(args):
     print(f"training {config.optimizer}/{config.loss}{sdlm_settings(config)} for {config.epochs} epochs, seed "
           f"{config.seed}, {len(trainer.train_x):,} images, {config.dtype}; run folder {trainer.out_dir}")
     try:
-        from ..warmup import compile_kernels
+        from ..training.warmup import compile_kernels
 
         compile_kernels(config, data)
         started = time.perf_counter()

@@ -6,7 +6,7 @@ gives no ranges: ours are the constants below (RANGES_DOC says them in words).
 import numba as nb
 import numpy as np
 
-from ..kernels import JIT_OPTIONS
+from ..core.kernels import JIT_OPTIONS
 
 # Our choice of ranges (the paper gives none). A 28x28 MNIST digit fits a 20x20 box centred
 # in the 32x32 field, so its ink lies within 10 px of the centre; the largest stretch

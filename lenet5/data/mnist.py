@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..architecture import INPUT_SIZE
+from ..core.architecture import INPUT_SIZE
+from ..core.paper import BACKGROUND, INK, TRAIN_MEAN, TRAIN_STD  # noqa: F401 (read from here too)
 from ..errors import Lenet5Error
 from ..files import write_atomic, write_bytes_atomic
 from .download import ensure_mnist
@@ -32,14 +33,6 @@ DATA_DIR_ENV = "LENET5_DATA_DIR"
 DEFAULT_DATA_DIR = Path("data") / "mnist"
 
 PAD = (INPUT_SIZE - IMAGE_SIZE) // 2  # 2 background pixels on each side
-BACKGROUND = -0.1  # value of a white (0) pixel, and of the padding
-INK = 1.175  # value of a fully black (255) pixel
-# Mean and standard deviation of every value of the preprocessed (padded) training set, in
-# float64 (tests/test_inputs.py recomputes them). The paper wanted "mean roughly 0, variance
-# roughly 1"; the -0.1/1.175 mapping gives variance 0.123. Variant(inputs="unit") reads the
-# stated intent: the network's input is (x - TRAIN_MEAN) / TRAIN_STD.
-TRAIN_MEAN = 0.027547076320358063
-TRAIN_STD = 0.35090210445958353
 
 CACHE_VERSION = 1
 

@@ -4,7 +4,7 @@ tutorials' "LeNet-5" (all of them at once), over several seeds: the mean and ran
 row, and its difference to the exact configuration beside the seed spread."""
 import numpy as np
 
-from ..model import MAP_J
+from ..core.model import MAP_J
 from .jobs import MU1_NOTE, mean_range, per_pass, recipe
 from .runner import Job
 

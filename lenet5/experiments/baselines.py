@@ -1,7 +1,7 @@
 """`baselines`: the paper's Fig. 9 neighbours that fit the same kernels -- a linear
 classifier and fully connected networks with one hidden layer of 300 or 1000 units, or two
 hidden layers of 300 and 100 units, on the 28x28 images."""
-from ..architecture import PAPER_RESULTS
+from ..core.paper import PAPER_RESULTS
 from .jobs import mnist
 from .runner import TINY_TRAIN_SIZE, Job, log_prefixed
 

@@ -3,7 +3,7 @@ versus Bouvrie's learned combinations of feature maps (alpha_ij = softmax_i(c_ij
 without the L1 penalty). Shows the learned alpha matrix beside Table I."""
 import numpy as np
 
-from ..architecture import C3_TABLE, LAYER, table_mask
+from ..core.architecture import C3_TABLE, LAYER, table_mask
 from .jobs import MU1_NOTE, mnist, per_pass, recipe
 from .runner import TINY_TRAIN_SIZE, Job, log_prefixed
 

@@ -2,7 +2,7 @@
 paper protocol (SDLM, MAP, online, no distortions), over several seeds."""
 import numpy as np
 
-from ..architecture import PAPER_RESULTS
+from ..core.paper import PAPER_RESULTS
 from .jobs import default_recipe_note, mean_range, mnist, per_pass, spread
 from .runner import Job
 

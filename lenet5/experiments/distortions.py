@@ -4,7 +4,7 @@ made once before training; the same 20 passes of 60,000 samples (each sample see
 twice). Paper: 0.8% test error (82 misclassified patterns)."""
 import numpy as np
 
-from ..architecture import PAPER_RESULTS
+from ..core.paper import PAPER_RESULTS
 from .jobs import default_recipe_note, mean_range, mnist, per_pass, spread
 from .runner import TINY_TRAIN_SIZE, Job
 

@@ -6,7 +6,7 @@ lenet5.baselines.classical) and the paper's own smaller networks, LeNet-1 and Le
 configurations of the same engine and trainer (architecture.Variant arch=...; the paper's
 protocol as for LeNet-5: SDLM, online, 20 passes, with SDLM's damping mu set for their
 criterion (CNN_MU); their 10 output units are the softmax output with the cross-entropy).
-The boosted LeNet-4 row: three LeNet-4s as in lenet5.boosting (net 1 on the distorted training
+The boosted LeNet-4 row: three LeNet-4s as in lenet5.baselines.boosting (net 1 on the distorted training
 set, net 2 on new distorted patterns half of which net 1 gets wrong, net 3 on new ones where
 nets 1 and 2 disagree; their softmax probabilities added), each trained by the same trainer.
 `--only GROUP[,GROUP]` (classical, lenet1, lenet4, boosted) runs only those rows and keeps the
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import boosting
-from ..architecture import PAPER_RESULTS
+from ..baselines import boosting
+from ..core.paper import PAPER_RESULTS
 from ..errors import Lenet5Error
 from .distortions import COPIES_PER_ORIGINAL
 from .jobs import mean_range, mnist, recipe, train_into
@@ -39,7 +39,7 @@ SEEDS = (0,)  # one seed by default (time); --seeds 0,1,2 for three
 # (6.35% test error after 3 passes, 5.09% after 20). Measured on LeNet-1, 3 passes, seed 0:
 # mu 0.05 -> 2.43%, mu 0.02 (the paper's printed value) -> 2.18% but 13.4% after pass 1.
 CNN_MU = 0.05
-# The boosted row (lenet5.boosting states the choices the paper leaves open). Passes per member
+# The boosted row (lenet5.baselines.boosting states the choices the paper leaves open). Passes per member
 # net: 10, for the time budget (3 nets x 3 seeds). Measured on the committed 20-pass LeNet-4 runs
 # (seeds 0/1/2): test error after pass 10 is 1.21/1.02/1.28%, after pass 20 1.20/0.98/1.28%.
 BOOST_PASSES = 10
@@ -148,7 +148,7 @@ def filtered_set(path, key, make, reuse, log):
 
 def boosted_run(key, seed, runs, data_dir=None, tiny=False, passes=BOOST_PASSES, set_size=boosting.SET_SIZE,
                 limit=boosting.STREAM_LIMIT, reuse=False):
-    """The boosted LeNet-4 of one seed (lenet5.boosting): net 1, net 2's filtered set, net 2,
+    """The boosted LeNet-4 of one seed (lenet5.baselines.boosting): net 1, net 2's filtered set, net 2,
     net 3's filtered set, net 3, in runs/key/{net1,net2,net3}; each member's test error and the
     committee's. reuse: continue what an interrupted run saved (member checkpoints, filtered
     sets made by the same nets)."""

@@ -9,7 +9,7 @@ import numpy as np
 from .runner import TINY_TRAIN_SIZE, log_prefixed
 
 # The experiments whose committed results were trained with the recipe before issue 14 pin it
-# (lenet5.train.RECIPES["mu1"]: the printed init and inputs, h before each pass, mu = 1), so
+# (lenet5.training.trainer.RECIPES["mu1"]: the printed init and inputs, h before each pass, mu = 1), so
 # running them again reproduces those results; their reports say so (MU1_NOTE).
 MU1_NOTE = ("Trained with the `mu1` recipe (`lenet5 train --recipe mu1`: the printed initialisation "
             "and inputs, the Hessian before each pass, mu = 1), the default before issue 14; the "
@@ -23,7 +23,7 @@ EVALUATE_BESIDE = True
 
 def default_recipe_note():
     """The line saying a report's runs used TrainConfig's defaults (the default recipe)."""
-    from ..train import DEFAULT_RECIPE, RECIPES
+    from ..training.trainer import DEFAULT_RECIPE, RECIPES
 
     settings = ", ".join(f"{k} {v}" for k, v in RECIPES[DEFAULT_RECIPE].items())
     return (f"Trained with the default recipe `{DEFAULT_RECIPE}` ({settings}); results with the "
@@ -31,8 +31,8 @@ def default_recipe_note():
 
 
 def recipe(name, **settings):
-    """TrainConfig settings: a training recipe's (lenet5.train.RECIPES) with `settings` on top."""
-    from ..train import RECIPES
+    """TrainConfig settings: a training recipe's (lenet5.training.trainer.RECIPES) with `settings` on top."""
+    from ..training.trainer import RECIPES
 
     return dict(RECIPES[name], **settings)
 
@@ -45,7 +45,7 @@ def mnist(data_dir=None):
 
 
 def train_run(key, config, runs, data_dir=None, tiny=False, keep_outputs=False, reuse=False):
-    """One run of lenet5.train.Trainer into runs/key. config: TrainConfig fields. reuse: continue
+    """One run of lenet5.training.trainer.Trainer into runs/key. config: TrainConfig fields. reuse: continue
     the run saved there if it has the same settings (an interrupted run), else start afresh
     (replacing what is there). Returns the metrics history, the final test error, and
     (keep_outputs) the test-set RBF outputs of the final network."""
@@ -64,7 +64,7 @@ def train_run(key, config, runs, data_dir=None, tiny=False, keep_outputs=False, 
 def train_into(out, config, data, reuse, log):
     """Train with the shared trainer into the folder `out` (continuing the run saved there when
     `reuse` and it has the same settings, else replacing it); (trainer, history, seconds)."""
-    from ..train import TrainConfig, Trainer
+    from ..training.trainer import TrainConfig, Trainer
 
     settings = TrainConfig(**config)
     net, state = saved_run(out / "checkpoint.npz", settings, log) if reuse else (None, None)
@@ -81,8 +81,8 @@ def saved_run(path, config, log):
     import json
     from dataclasses import asdict
 
+    from ..core.model import LeNet5
     from ..errors import Lenet5Error
-    from ..model import LeNet5
 
     if not path.exists():
         return None, None
@@ -91,7 +91,7 @@ def saved_run(path, config, log):
     except Lenet5Error as e:
         log(f"not resuming: {e}")
         return None, None
-    from ..train import saved_config
+    from ..training.trainer import saved_config
 
     saved = saved_config(state["state.config"]) if "state.config" in state else None
     if saved != json.loads(json.dumps(asdict(config))):

@@ -1,20 +1,14 @@
 """`rejection`: the paper's rejection measure -- the share of test patterns that must be
 rejected, by the gap between the best and the second-best RBF output, for the rest to have
 0.5% error, and the gap threshold that does it. No training: it analyses a checkpoint
-(default: the one shipped in the package). The math is `lenet5.rejection`; a full (not
+(default: the one shipped in the package). The math is `lenet5.tools.rejection`; a full (not
 --tiny) run also stores the threshold beside the checkpoint (`<name>.rejection.json`), which
 `lenet5 predict`, `lenet5 show` and the demo read."""
 from pathlib import Path
 
 import numpy as np
 
-from ..rejection import (
-    TARGET_ERROR_PCT,
-    reject_for,  # noqa: F401  (this module's old API, used by tests)
-    rejection_curve,
-    threshold_for,
-    write_sidecar,
-)
+from ..tools.rejection import TARGET_ERROR_PCT, rejection_curve, threshold_for, write_sidecar
 from .jobs import mnist
 from .runner import Job
 
@@ -37,7 +31,7 @@ def shown_path(path):
 
 
 def analyse(key, checkpoint=None, data_dir=None, store=False):
-    from ..model import LeNet5, reference_checkpoint
+    from ..core.model import LeNet5, reference_checkpoint
 
     path = Path(str(checkpoint or reference_checkpoint()))
     net = LeNet5.load(path)

@@ -107,7 +107,7 @@ def _worker_start(stop):
 def _in_worker(fn, kwargs, threads):
     import numba
 
-    from ..train import Interrupted
+    from ..training.trainer import Interrupted
 
     # The executor hands a worker its next job before the current one ends, beyond the reach
     # of future.cancel(); a job that arrives after Ctrl-C must not start.
@@ -156,7 +156,7 @@ def save_result(job, opts, name, result):
 def run_jobs(jobs, opts, name="jobs"):
     """Run every job; returns key -> result. More than one job and --processes > 1: a pool of
     spawned processes (Numba's thread pool does not survive fork), the cores shared out."""
-    from ..train import Interrupted
+    from ..training.trainer import Interrupted
 
     keys = [job.key for job in jobs]
     if len(set(keys)) != len(keys):
@@ -202,7 +202,7 @@ def run_jobs(jobs, opts, name="jobs"):
 
 def _stopped(name, jobs, results, opts, cause):
     """The Interrupted that ends an experiment stopped by Ctrl-C: what is kept, how to go on."""
-    from ..train import Interrupted
+    from ..training.trainer import Interrupted
 
     detail = f" ({cause})" if str(cause) else ""
     return Interrupted(f"experiment {name} interrupted{detail}: {len(results)} of {len(jobs)} runs "
@@ -214,7 +214,7 @@ def _stopped(name, jobs, results, opts, cause):
 def _run_pool(todo, workers, opts, finish):
     """Run `todo` in `workers` spawned processes, calling finish(job, future.result) as each
     ends. On Ctrl-C (or a worker's run interrupted) the rest stop too (_stop_pool)."""
-    from ..train import Interrupted
+    from ..training.trainer import Interrupted
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = get_context("spawn")

@@ -2,7 +2,7 @@
 30,000 and 60,000 images (paper protocol, first N images of the training set)."""
 import numpy as np
 
-from ..architecture import PAPER_RESULTS
+from ..core.paper import PAPER_RESULTS
 from .jobs import MU1_NOTE, per_pass, recipe
 from .runner import Job
 

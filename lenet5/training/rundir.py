@@ -12,12 +12,12 @@ import shutil
 import time
 from pathlib import Path
 
-from .errors import Lenet5Error
-from .files import open_temp_beside
+from ..errors import Lenet5Error
+from ..files import open_temp_beside
 
 RUN_FILES = ("checkpoint.npz", "metrics.json", "metrics.csv")
 LOCK_NAME = ".lock"  # an empty file: only its flock matters
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 RUNS_ROOT = Path("runs")
 
 

@@ -2,7 +2,8 @@
 (`architecture.layers(variant)`: sizes, the C3 table, the variant's choices) and, for the
 paper's network, set beside the paper's figures. For LeNet-1 and LeNet-4 the paper gives only
 totals, "about" so many: they match when within ABOUT of ours."""
-from .architecture import PAPER, PAPER_ARCH_TOTALS, PAPER_FIGURES, PAPER_TOTAL, Variant, layers
+from ..core.architecture import PAPER, Variant, layers
+from ..core.paper import PAPER_ARCH_TOTALS, PAPER_FIGURES, PAPER_TOTAL
 
 ABOUT = 0.05  # "about 2,600": within 5%
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..errors import Lenet5Error
+from ...errors import Lenet5Error
 from .classify import BadRequest, ink_from_request
 
 MAX_BODY = 1_000_000  # bytes of a POST body

@@ -1,9 +1,9 @@
 """Slow, obviously-correct numpy versions of each layer, written from the definitions, for
-checking the Numba kernels. Nothing here is shared with `lenet5.kernels`."""
+checking the Numba kernels. Nothing here is shared with `lenet5.core.kernels`."""
 import numpy as np
 
-from lenet5.architecture import TANH_A, TANH_S
-from lenet5.data.mnist import TRAIN_MEAN, TRAIN_STD
+from .architecture import TANH_A, TANH_S
+from .paper import TRAIN_MEAN, TRAIN_STD
 
 
 def conv_valid(x, weight, bias, mask):

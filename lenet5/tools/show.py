@@ -7,11 +7,11 @@ bars; the prediction, the top-2 gap and whether the rejection threshold would re
 Needs matplotlib (the `[plots]` extra)."""
 import numpy as np
 
-from .architecture import PROTOTYPES, TANH_A
-from .data.mnist import BACKGROUND, INK
-from .errors import Lenet5Error
-from .files import write_atomic
-from .prototypes import BITMAP_COLS, BITMAP_ROWS
+from ..core.architecture import PROTOTYPES, TANH_A
+from ..core.paper import BACKGROUND, INK
+from ..core.prototypes import BITMAP_COLS, BITMAP_ROWS
+from ..errors import Lenet5Error
+from ..files import write_atomic
 from .rejection import top2_gap
 
 NEEDS_MATPLOTLIB = 'lenet5 show needs matplotlib: pip install -e ".[plots]"'
@@ -24,7 +24,7 @@ WINNER, RUNNER_UP, OTHER = "#1f6fb4", "#e07b1a", "#b9b9b9"
 
 def pyplot():
     """matplotlib.pyplot with the file-only backend, or Lenet5Error naming the extra."""
-    from .experiments.plots import pyplot as plots_pyplot
+    from ..experiments.plots import pyplot as plots_pyplot
 
     plt = plots_pyplot()
     if plt is None:

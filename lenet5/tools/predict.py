@@ -1,13 +1,13 @@
 """Classifying a user's image files: read (Pillow), turn into the network's input the way MNIST
 was made (`lenet5.data.digits`), run the network, and say "confident" or "reject" by the
-checkpoint's rejection threshold (`lenet5.rejection`)."""
+checkpoint's rejection threshold (`lenet5.tools.rejection`)."""
 from dataclasses import dataclass
 
 import numpy as np
 
-from .data.digits import digit_from_ink, ink_from_grayscale
-from .data.image_files import pillow_image, read_grayscale
-from .errors import Lenet5Error
+from ..data.digits import digit_from_ink, ink_from_grayscale
+from ..data.image_files import pillow_image, read_grayscale
+from ..errors import Lenet5Error
 from .rejection import top2_gap
 
 

@@ -1,7 +1,7 @@
 """LeNet-5 over a whole batch as im2col + matrix multiplies (numpy BLAS): the classic way to
 turn convolution into GEMM, kept as a measured alternative to the engine's batch drivers.
 
-The per-sample Numba kernels (lenet5.kernels, composed by lenet5.engine) are the reference:
+The per-sample Numba kernels (lenet5.core.kernels, composed by lenet5.core.engine) are the reference:
 one loop per formula. Here the same formulas run over a batch laid out channels-last, (N, H,
 W, C), so that every convolution is one matrix multiply:
 
@@ -15,7 +15,7 @@ C3 is multiplied dense, 16 x 6 kernels, with Table I's unconnected kernels held 
 (their gradient is zeroed too): one (N*100, 150) x (150, 16) product rather than 60 small
 ones. The activations are the reference's own Numba kernel (activation_forward/backward) over
 the flat arrays; pooling, outputs and criteria are numpy expressions of the formulas in
-lenet5.kernels. Every variant and criterion is covered (tests/test_gemm.py checks it against
+lenet5.core.kernels. Every variant and criterion is covered (tests/test_gemm.py checks it against
 the engine in float64 and float32).
 
 Measured on the project's 2-core machines (results/bench.md, `lenet5 bench` figures
@@ -34,14 +34,7 @@ import numpy as np
 
 from .architecture import KERNEL, PARAM_SHAPES, POOL
 from .engine import ACTIVATION, LOSS, OFFSETS, OUTPUT, OUTPUT_RBF, POOLING
-from .kernels import (
-    ACT_IDENTITY,
-    JIT_OPTIONS,
-    LOSS_MAP,
-    POOL_MAX,
-    activation_backward,
-    activation_forward,
-)
+from .kernels import ACT_IDENTITY, JIT_OPTIONS, LOSS_MAP, POOL_MAX, activation_backward, activation_forward
 
 CHUNK = 32  # samples per pass through the layers (fastest of 8-128 measured: stays in cache)
 
@@ -252,7 +245,7 @@ def losses_and_gradient(theta, spec, images, labels):
 
 
 # Numba caches these functions with the code they call from the files below compiled in; a
-# change to any of those files must recompile them (lenet5.jit_cache).
+# change to any of those files must recompile them (lenet5.core.jit_cache).
 from .jit_cache import flush_if_changed  # noqa: E402
 
-flush_if_changed(globals(), "kernels.py", "gemm.py")
+flush_if_changed(globals(), "core/kernels.py", "core/gemm.py")

@@ -2,15 +2,15 @@
 and the variants that can be put on top of it (`Variant`; the paper's is the default).
 
 Everything else -- the kernels, the parameter layout, the audit, the CLI flags, the tests
-and the README -- reads the layer sizes, the C3 connection table, the variant choices and
-the paper's figures from here.
+and the README -- reads the layer sizes, the C3 connection table and the variant choices from here
+(the paper's published figures are in `paper`).
 """
 import json
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from .errors import Lenet5Error
+from ..errors import Lenet5Error
 
 INPUT_SIZE = 32  # 28x28 MNIST digits centred in a 32x32 field
 KERNEL = 5  # every convolution is 5x5, 'valid', stride 1
@@ -248,56 +248,6 @@ def layers(variant=None):
 
 LAYERS = layers(PAPER)
 LAYER = {layer.name: layer for layer in LAYERS}
-
-# The paper's figures (section II-B): trainable parameters, connections.
-PAPER_FIGURES = {
-    "C1": (156, 122_304),
-    "S2": (12, 5_880),
-    "C3": (1_516, 151_600),
-    "S4": (32, 2_000),
-    "C5": (48_120, 48_120),
-    "F6": (10_164, 10_164),
-    "OUT": (0, 840),
-}
-PAPER_TOTAL = (60_000, 340_908)
-# The paper's totals for its predecessors (section III-C.7): free parameters, connections
-# (LeNet-1: "about 100,000 multiply-add steps and 2,600 free parameters"; LeNet-4: "about
-# 260,000 connections and 17,000 free parameters")
-PAPER_ARCH_TOTALS = {"lenet1": (2_600, 100_000), "lenet4": (17_000, 260_000)}
-
-# The paper's results that this project reproduces (section III-C).
-PAPER_RESULTS = {
-    "test_error_pct": 0.95,  # 20 passes, no distortions (section III-C, Fig. 5)
-    "train_error_pct_pass19": 0.35,
-    "test_error_distorted_pct": 0.8,  # 60k + 540k distorted copies
-    "test_errors_distorted": 82,  # misclassified test patterns with distortions (Fig. 8)
-    "train_samples_distorted": 540_000,  # distorted copies added to the 60k originals
-    # Fig. 9's neighbours on the same data (test error, %)
-    "baseline_linear_pct": 12.0,
-    "baseline_mlp_300_pct": 4.7,
-    "baseline_mlp_1000_pct": 4.5,
-    "baseline_mlp_300_100_pct": 3.05,
-    "rejection_target_error_pct": 0.5,  # Fig. 10: reject until the rest has this error
-    # Fig. 9's other rows (test error, %; regular test set unless the key says otherwise);
-    # LeNet-5 itself and the linear/MLP rows are the keys above
-    "fig9_test_error_pct": {
-        "linear-deslant": 8.4,
-        "pairwise-linear": 7.6,
-        "knn-euclidean": 5.0,
-        "knn-euclidean-deslant": 2.4,
-        "pca40-quadratic": 3.3,
-        "rbf1000-linear": 3.6,
-        "tangent-distance-16x16": 1.1,
-        "svm-poly4": 1.1,
-        "rs-svm-poly5": 1.0,
-        "v-svm-poly9-distortions": 0.8,
-        "lenet1": 1.7,
-        "lenet4": 1.1,
-        "lenet4-knn": 1.1,
-        "lenet4-local": 1.1,
-        "boosted-lenet4-distortions": 0.7,
-    },
-}
 
 
 def param_shapes(arch="lenet5"):

@@ -42,7 +42,7 @@ import hashlib
 
 import numpy as np
 
-from .data.distort import draw_params, render_affine
+from ..data.distort import draw_params, render_affine
 
 SET_SIZE = 60_000  # patterns in net 2's and in net 3's training set (net 1: the paper's 60,000 a pass)
 STREAM_LIMIT = 6_000_000  # patterns a filter examines at most

@@ -5,9 +5,9 @@ the implied seconds per 60,000-image pass. The inputs are random images in [-0.1
 (MNIST's range after the paper's scaling) and random labels: the kernels do the same work
 whatever the pixel values. Online training and the Hessian estimate run on one core; the
 mini-batch and inference drivers split each batch over Numba's threads (`--threads`), and
-each thread takes its share 32 samples at a time, one per SIMD lane (lenet5.lane_kernels).
+each thread takes its share 32 samples at a time, one per SIMD lane (lenet5.core.lane_kernels).
 
-Each figure is also given as a fraction of its ceiling (lenet5.ceiling): the samples/s a
+Each figure is also given as a fraction of its ceiling (lenet5.perf.ceiling): the samples/s a
 numpy matrix multiply's FLOP rate would allow for the network's FLOP per sample, at 1 thread
 for the online and Hessian figures, at the batch drivers' thread count for the others.
 
@@ -26,11 +26,12 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from . import ceiling, engine, gemm
-from .errors import Lenet5Error
-from .files import write_json_atomic
-from .model import LeNet5
-from .train import HESSIAN_SAMPLES, PAPER_MU, TrainConfig, hessian_estimates_per_pass, sdlm_epsilon
+from ..core import engine, gemm
+from ..core.model import LeNet5
+from ..errors import Lenet5Error
+from ..files import write_json_atomic
+from ..training.trainer import HESSIAN_SAMPLES, PAPER_MU, TrainConfig, hessian_estimates_per_pass, sdlm_epsilon
+from . import ceiling
 
 PASS = 60_000  # MNIST's training set: "s/pass" = PASS / rate
 EVAL = 70_000  # training + test set, evaluated after every pass in the paper's protocol
@@ -74,7 +75,7 @@ CEILING_OF = {
 def implied_protocol(sdlm_rate, hessian_rate, infer_rate, threads):
     """Seconds for the paper protocol implied by the rates (samples/s): every pass trains on
     one core (PASS SDLM steps and HESSIANS estimates of HESSIAN_SAMPLES), the evaluation of each
-    pass but the last runs on another core while the next pass trains (lenet5.train), so it
+    pass but the last runs on another core while the next pass trains (lenet5.training.trainer), so it
     adds only what it takes beyond the pass; the last one runs alone on every core."""
     train = PASS / sdlm_rate + HESSIANS * HESSIAN_SAMPLES / hessian_rate
     beside = EVAL / (infer_rate / max(threads, 1))  # one core's share of the batch rate
@@ -187,7 +188,7 @@ def bench_infer(s, batch):
 
 
 def bench_minibatch_gemm(s, batch):
-    """As bench_minibatch, with the im2col + matrix-multiply formulation (lenet5.gemm)."""
+    """As bench_minibatch, with the im2col + matrix-multiply formulation (lenet5.core.gemm)."""
     theta = s.net.theta.copy()
     scale = s.dtype(SGD_ETA / batch)
     starts = np.arange(0, len(s.images) - batch + 1, batch)
@@ -273,7 +274,7 @@ def engine_figures(dtype, mode, repeats, note):
 
 def distortion_figure(mode, repeats):
     """Distorted-image generation rate (the paper's affine distortions, lenet5.data.distort)."""
-    from .data.distort import distort_batch
+    from ..data.distort import distort_batch
 
     images = np.random.default_rng(0).uniform(-0.1, 1.175, (256, 32, 32)).astype(np.float32)
     n = 16 if mode == "tiny" else 256
@@ -287,7 +288,7 @@ def data_load_figures(data_dir, note):
     if not data_dir:
         note.append("data load: skipped, no --data-dir (or LENET5_DATA_DIR) given")
         return {}
-    from .data.mnist import load_mnist
+    from ..data.mnist import load_mnist
     times = {}
     for key in ("data_load_first_s", "data_load_cached_s"):
         start = time.perf_counter()
@@ -300,7 +301,7 @@ def data_load_figures(data_dir, note):
 def jit_figures(note):
     """Wall seconds of a subprocess that imports lenet5 and runs one tiny online step and one
     forward: with an empty Numba cache (cold: everything compiles) and again (warm: loaded)."""
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     out = {}

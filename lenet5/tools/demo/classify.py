@@ -5,7 +5,7 @@ The drawing arrives as "ink" (H x W numbers in [0, 1], 1 = ink) and goes through
 padding as `lenet5 predict` -- then through `LeNet5.layers`, the engine's per-sample forward
 pass (the one `forward` and `lenet5 evaluate` run). The answer is the smallest of the ten RBF
 outputs; it is "rejected" when the gap between the two smallest is below the checkpoint's
-threshold for 0.5% error on the rest of the MNIST test set (`lenet5.rejection`).
+threshold for 0.5% error on the rest of the MNIST test set (`lenet5.tools.rejection`).
 
 Thread safety: a `Classifier` is never modified after construction, `digit_from_ink` is plain
 numpy on its own arrays, and `LeNet5.layers` allocates fresh buffers per call (the jitted
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.digits import digit_from_ink
-from ..errors import Lenet5Error
-from ..model import LeNet5
+from ...core.model import LeNet5
+from ...data.digits import digit_from_ink
+from ...errors import Lenet5Error
 from ..rejection import as_dict, rejection_threshold, top2_gap
 
 MIN_SIDE, MAX_SIDE = 8, 512  # allowed width and height of a drawing, in pixels

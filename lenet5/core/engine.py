@@ -15,11 +15,11 @@ on its code, so one compiled pass serves every variant and every architecture: t
 always input -> C1 -> S2 -> C3 -> S4 -> [C5] -> [F6] -> output, the bracketed layers present
 when their unit counts are non-zero.
 
-One sample's pass is the composition of the per-layer kernels in `lenet5.kernels`; the
+One sample's pass is the composition of the per-layer kernels in `lenet5.core.kernels`; the
 fused drivers below (online training, the Hessian estimate, the trainer's evaluation) call
 exactly that composition, so there is one implementation of the math. The fast path beside
 it runs the same layers on blocks of LANES samples, one per SIMD lane, through
-`lenet5.lane_kernels` (`lanes_forward`, `lanes_backward`): inference (`forward_chunk`) and
+`lenet5.core.lane_kernels` (`lanes_forward`, `lanes_backward`): inference (`forward_chunk`) and
 batch gradients (`gradient_chunk`), tested against the per-sample pass (tests/test_lanes.py).
 
 Compilation (a first run's cost) is kept to one compiled loop per job: `sample_loop` (online
@@ -47,7 +47,6 @@ from .architecture import (
     resample_matrix,
     table_pairs,
 )
-from .data.mnist import BACKGROUND, TRAIN_MEAN, TRAIN_STD
 from .kernels import (
     ACT_IDENTITY,
     JIT_OPTIONS,
@@ -89,6 +88,7 @@ from .lane_kernels import (
     rbf_backward_lanes,
     rbf_forward_lanes,
 )
+from .paper import BACKGROUND, TRAIN_MEAN, TRAIN_STD
 
 LOSSES = {"mse": LOSS_MSE, "map": LOSS_MAP, "ce": LOSS_CE}
 POOLING, ACTIVATION, OUTPUT, LOSS = range(4)  # positions in spec's `codes`
@@ -191,7 +191,7 @@ def workspace(theta, spec, lanes=0):
     x or delta (kernels never write in place: aliased arrays defeat SIMD); scratch[7] holds the
     softmax output's logits z, then dE/dz.
     lanes=0: for one sample, (acts, deltas, scratch, squares), squares holding the Hessian
-    pass's x^2. lanes=LANES: for a block (lenet5.lane_kernels), every buffer with a last axis
+    pass's x^2. lanes=LANES: for a block (lenet5.core.lane_kernels), every buffer with a last axis
     of LANES, then the dense layers' sums and h^T (flat) and C1's and C3's wide deltas
     (conv_backward_lanes; zero outside the rows it writes)."""
     d, dt = [int(v) for v in spec[6]], theta.dtype
@@ -521,7 +521,7 @@ def lanes_backward(theta, spec, acts, deltas, scratch, grad, dense, acc, h_t, wi
 @chunk_kernel
 def forward_chunk(images, theta, spec, a, b, out, work, dense):
     """Outputs y of images[a:b] into out[a:b], on the calling thread, LANES samples at a time
-    through the lane kernels (lenet5.lane_kernels): the same layers as sample_forward.
+    through the lane kernels (lenet5.core.lane_kernels): the same layers as sample_forward.
     work: lane_workspace(theta, spec); dense: lane_weights(theta, spec, False)."""
     acts, _, scratch, acc, _, _, _ = work
     y = acts[7]
@@ -630,7 +630,7 @@ def hessian_diagonal(images, theta, spec, hess):
     hessian_diagonal_seeded(images, theta, spec, SEED_GAUSS_NEWTON, hess)
 
 
-# The seed d2E/dx6^2 at the RBF output, as read by issue 14 (lenet5.train.GN_SEEDS):
+# The seed d2E/dx6^2 at the RBF output, as read by issue 14 (lenet5.training.trainer.GN_SEEDS):
 # SEED_GAUSS_NEWTON: RBF_GAUSS_NEWTON = 2 for every F6 unit (the default);
 # SEED_HALF: 1, the 1/2 ||x - p||^2 convention of Lush/EBLearn (every h_kk halved);
 # SEED_EXACT: the exact diagonal of d2E/dx6^2 of the criterion, RBF and criterion taken together
@@ -731,7 +731,7 @@ def square_into(src, dst):
 
 
 # Numba caches these functions with the code they call from the files below compiled in; a
-# change to any of those files must recompile them (lenet5.jit_cache).
+# change to any of those files must recompile them (lenet5.core.jit_cache).
 from .jit_cache import flush_if_changed  # noqa: E402
 
-flush_if_changed(globals(), "kernels.py", "lane_kernels.py", "engine.py")
+flush_if_changed(globals(), "core/kernels.py", "core/lane_kernels.py", "core/engine.py")

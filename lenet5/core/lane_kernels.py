@@ -1,6 +1,6 @@
 """Kernels for a block of LANES samples at once, one sample per SIMD lane.
 
-The per-sample kernels in `lenet5.kernels` are the readable reference; these compute the
+The per-sample kernels in `lenet5.core.kernels` are the readable reference; these compute the
 same layers for LANES images side by side, every array carrying a last axis of LANES: a
 layer's output u[m, y, x] becomes u[m, y, x, :], one value per sample. Every sum is then a
 vector of independent per-sample sums (broadcast weight times a lane vector), so the loops

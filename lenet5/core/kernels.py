@@ -3,7 +3,7 @@
 Notation follows Bouvrie, "Notes on Convolutional Neural Networks" (2006): u is a layer's
 pre-activation, x = f(u) its output, delta = dE/du. Backward kernels *accumulate* into the
 gradient arrays (callers zero them), so a batch sums naturally. Every kernel works on one
-sample; the per-sample and batch drivers in `lenet5.engine` compose them.
+sample; the per-sample and batch drivers in `lenet5.core.engine` compose them.
 
 The same backward kernels also run LeCun's diagonal second-derivative back-propagation
 (Appendix C): fed squared weights, squared inputs and f'(u)^2 they return the Gauss-Newton

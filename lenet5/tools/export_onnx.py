@@ -25,9 +25,9 @@ from dataclasses import fields, is_dataclass
 
 import numpy as np
 
-from .architecture import C3_TABLE, LAYER, TANH_A, TANH_S, table_mask
-from .engine import input_affine
-from .errors import Lenet5Error
+from ..core.architecture import C3_TABLE, LAYER, TANH_A, TANH_S, table_mask
+from ..core.engine import input_affine
+from ..errors import Lenet5Error
 
 OPSET = 17
 # variant field -> the choices this exporter writes out (the allow-list)
@@ -150,7 +150,7 @@ def build_model(net, name="lenet5"):
 
 def export(net, path):
     """Write the ONNX model of `net` to `path` atomically; returns its size in bytes."""
-    from .files import write_bytes_atomic
+    from ..files import write_bytes_atomic
 
     data = build_model(net).SerializeToString()
     write_bytes_atomic(path, data)

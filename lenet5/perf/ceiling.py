@@ -21,7 +21,7 @@ import os
 import subprocess
 import sys
 
-from .architecture import PAPER, layers
+from ..core.architecture import PAPER, layers
 
 FLOP_PER_CONNECTION = 2  # one multiply and one add
 TRAINING_FACTOR = 3  # forward, plus dE/dx and dE/dW of the same size

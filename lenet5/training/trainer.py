@@ -17,11 +17,11 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-from . import engine
-from .architecture import Variant
-from .errors import Lenet5Error
-from .files import csv_text, write_json_atomic, write_text_atomic
-from .model import DTYPES, INIT_SCALES, MAP_J, LeNet5, check_images, check_loss
+from ..core import engine
+from ..core.architecture import Variant
+from ..core.model import DTYPES, INIT_SCALES, MAP_J, LeNet5, check_images, check_loss
+from ..errors import Lenet5Error
+from ..files import csv_text, write_json_atomic, write_text_atomic
 from .progress import Progress
 from .rundir import RunLock, check_writable, claim, reason
 
@@ -90,7 +90,7 @@ class TrainConfig:
     train_size: int = 0  # 0: all 60,000
     dtype: str = "float32"
     distortions: int = 0  # distorted copies added to the training set (paper: 540,000)
-    # the network's variant (lenet5.architecture.VARIANT_CHOICES; defaults: the paper's)
+    # the network's variant (lenet5.core.architecture.VARIANT_CHOICES; defaults: the paper's)
     arch: str = "lenet5"
     c3: str = "table"
     pooling: str = "trainable"
@@ -218,7 +218,7 @@ class DistortedSource:
     of the 600,000 samples about twice."""
 
     def __init__(self, images, labels, copies, seed):
-        from .data.distort import DistortedPool
+        from ..data.distort import DistortedPool
 
         self.pool = DistortedPool(images, labels, n_copies=copies, seed=seed)
         self.per_pass, self.seed = len(images), seed

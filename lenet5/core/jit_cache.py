@@ -14,9 +14,9 @@ from pathlib import Path
 
 from numba.core.registry import CPUDispatcher
 
-from .files import write_text_atomic
+from ..files import write_text_atomic
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]  # the lenet5 package folder
 
 
 def sources_digest(paths, base=PACKAGE):

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .architecture import PAPER_RESULTS
-from .errors import Lenet5Error
-from .files import write_json_atomic
+from ..core.paper import PAPER_RESULTS
+from ..errors import Lenet5Error
+from ..files import write_json_atomic
 
 TARGET_ERROR_PCT = PAPER_RESULTS["rejection_target_error_pct"]  # 0.5
 SIDECAR_SUFFIX = ".rejection.json"
@@ -136,7 +136,7 @@ def read_sidecar(checkpoint, target_pct=TARGET_ERROR_PCT):
 
 def test_set_threshold(net, data_dir=None, target_pct=TARGET_ERROR_PCT):
     """Threshold of a loaded network on the MNIST test set (Lenet5Error if the files are missing)."""
-    from .data.mnist import load_mnist
+    from ..data.mnist import load_mnist
 
     images, labels = load_mnist("test", data_dir=data_dir, download=False)
     return threshold_for(net.forward(images.astype(net.dtype)), labels, target_pct,
@@ -147,8 +147,8 @@ def rejection_threshold(checkpoint, data_dir=None):
     """The Threshold for a checkpoint file: its sidecar, else computed on the MNIST test set if
     the files are in data_dir (default $LENET5_DATA_DIR or ./data/mnist; never downloaded),
     else None (say NO_THRESHOLD)."""
-    from .data.mnist import default_data_dir
-    from .model import LeNet5
+    from ..core.model import LeNet5
+    from ..data.mnist import default_data_dir
 
     checkpoint = Path(str(checkpoint))
     stored = read_sidecar(checkpoint)

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import Lenet5Error
+from ..files import save_npz_atomic
 from . import engine
 from .architecture import (
     C3_TABLE,
     LAYER,
     LAYERS,
     PAPER,
-    PAPER_TOTAL,
     PROTOTYPES,
     SUBSAMPLING_PARAMS,
     Variant,
@@ -22,8 +23,7 @@ from .architecture import (
     table_mask,
 )
 from .checkpoint_format import check_archive, check_contents, check_entry_header
-from .errors import Lenet5Error
-from .files import save_npz_atomic
+from .paper import PAPER_TOTAL
 
 FORMAT_VERSION = 1
 MAP_J = 1.0  # default j of the MAP criterion; see README "Choices the paper left open"
@@ -86,7 +86,7 @@ class LeNet5:
 
     def __init__(self, theta, prototypes, variant=PAPER):
         if not isinstance(variant, Variant):
-            raise Lenet5Error(f"variant must be a lenet5.architecture.Variant, got {variant!r}")
+            raise Lenet5Error(f"variant must be a lenet5.core.architecture.Variant, got {variant!r}")
         self.variant = variant
         theta = np.ascontiguousarray(theta)
         n_theta = engine.layout(variant.arch)[1]
@@ -100,7 +100,7 @@ class LeNet5:
         self._specs = {}
 
     def spec(self, loss="map", j=MAP_J):
-        """The engine's record for this network and criterion (see lenet5.engine)."""
+        """The engine's record for this network and criterion (see lenet5.core.engine)."""
         check_loss(self.variant, loss)
         key = (loss, float(j))
         if key not in self._specs:
@@ -392,7 +392,7 @@ def check_labels(labels, n):
 
 def load_npz(path):
     """All arrays of an .npz, read with allow_pickle=False after the zip directory and every
-    entry's header are checked against size limits (lenet5.checkpoint_format), so a small file
+    entry's header are checked against size limits (lenet5.core.checkpoint_format), so a small file
     cannot unpack into gigabytes; any problem -> Lenet5Error."""
     where = f"checkpoint {path}"
     try:

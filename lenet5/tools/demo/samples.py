@@ -5,7 +5,7 @@ Cortes and Christopher J.C. Burges, licensed CC BY-SA 3.0).
 The shipped file holds, for each class 0-9, the first test digit the shipped network labels
 correctly through the demo's own path (`digit_from_ink` of the digit's 28x28 ink), so the
 page's "random digit" button shows the network at work rather than its rare mistakes. It was
-made with `python -m lenet5.demo.samples MNIST_DIR CHECKPOINT`.
+made with `python -m lenet5.tools.demo.samples MNIST_DIR CHECKPOINT`.
 """
 import sys
 from importlib import resources
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.idx import FILES, SPLITS, parse_idx, read_verified
-from ..errors import Lenet5Error
-from ..files import save_npz_atomic
+from ...data.idx import FILES, SPLITS, parse_idx, read_verified
+from ...errors import Lenet5Error
+from ...files import save_npz_atomic
 
 SHIPPED = "samples.npz"
 
@@ -63,8 +63,8 @@ def digit_source(data_dir):
 
 def build_shipped(data_dir, checkpoint, path):
     """Write `path`: per class, the first MNIST test digit the network labels correctly."""
-    from ..data.digits import digit_from_ink
-    from ..model import LeNet5
+    from ...core.model import LeNet5
+    from ...data.digits import digit_from_ink
 
     net = LeNet5.load(checkpoint)
     test = mnist_test(data_dir)
@@ -83,5 +83,5 @@ def build_shipped(data_dir, checkpoint, path):
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m lenet5.demo.samples MNIST_DIR CHECKPOINT")
+        sys.exit("usage: python -m lenet5.tools.demo.samples MNIST_DIR CHECKPOINT")
     print(build_shipped(sys.argv[1], sys.argv[2], Path(__file__).with_name(SHIPPED)))
