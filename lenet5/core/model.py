@@ -272,6 +272,8 @@ class LeNet5:
                               f"{Path(path) / 'net.npz'}")
         try:
             save_npz_atomic(path, arrays)
+        except Lenet5Error:  # (files.WriteError: a special file, a missing folder, ...)
+            raise
         except OSError as e:
             raise Lenet5Error(f"cannot write {path}: {e.strerror or e}") from None
 

@@ -166,6 +166,8 @@ def _fetch(mirror, target, sha256, raw_size, http, progress):
                 idx.read_verified(tmp, sha256, raw_size, compressed=target.suffix == ".gz")
             except idx.CorruptFileError as e:
                 raise FetchError(e.reason) from None
+    except Lenet5Error:  # (files.WriteError already names the file and the reason)
+        raise
     except OSError as e:
         raise Lenet5Error(f"cannot write {target}: {e.strerror or e}") from None
 

@@ -5,6 +5,7 @@ row, and its difference to the exact configuration beside the seed spread."""
 import numpy as np
 
 from ..core.model import MAP_J
+from ..files import save_figure_atomic
 from .jobs import MU1_NOTE, mean_range, per_pass, recipe
 from .runner import Job
 
@@ -110,6 +111,6 @@ def figures(results, opts, folder, plt):
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(folder / "ablations.png", dpi=110)
+    save_figure_atomic(fig, folder / "ablations.png")
     return {"ablations.png": "Test error of each row, mean and range over seeds; green band: the "
             "exact configuration's range."}

@@ -5,6 +5,7 @@ twice). Paper: 0.8% test error (82 misclassified patterns)."""
 import numpy as np
 
 from ..core.paper import PAPER_RESULTS
+from ..files import save_figure_atomic
 from .jobs import default_recipe_note, mean_range, mnist, per_pass, spread
 from .runner import TINY_TRAIN_SIZE, Job
 
@@ -67,6 +68,6 @@ def figures(results, opts, folder, plt):
     ax.imshow(grid, cmap="gray_r", vmin=-0.1, vmax=1.175)
     ax.axis("off")
     fig.tight_layout()
-    fig.savefig(folder / "examples.png", dpi=110)
+    save_figure_atomic(fig, folder / "examples.png")
     return {"curves.png": "Test error by pass with the distorted training set.",
             "examples.png": "Training digits (top row) and random distortions of them (rows below)."}

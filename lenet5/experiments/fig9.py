@@ -24,6 +24,7 @@ import numpy as np
 from ..baselines import boosting
 from ..core.paper import PAPER_RESULTS
 from ..errors import Lenet5Error
+from ..files import save_figure_atomic
 from .distortions import COPIES_PER_ORIGINAL
 from .jobs import mean_range, mnist, recipe, train_into
 from .runner import PROJECT_ROOT, TINY_TRAIN_SIZE, Job, log_prefixed
@@ -521,6 +522,6 @@ def figures(results, opts, folder, plt):
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(folder / "fig9.png", dpi=110)
+    save_figure_atomic(fig, folder / "fig9.png")
     return {"fig9.png": "Test error of each classifier, the paper's Fig. 9 figure (grey) beside ours "
                         "(blue; missing where not reproduced)."}

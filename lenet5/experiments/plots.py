@@ -1,6 +1,8 @@
 """PNG figures through matplotlib, an optional extra (`pip install -e ".[plots]"`). Without it
 the experiments still run and say which figures were skipped."""
 
+from ..files import save_figure_atomic
+
 
 def pyplot():
     try:
@@ -36,7 +38,7 @@ def error_curves(plt, path, series, title, paper=None):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path)
 
 
 def digit_grid(plt, path, images, titles, columns=12, title=None):
@@ -51,7 +53,7 @@ def digit_grid(plt, path, images, titles, columns=12, title=None):
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path)
 
 
 def matrices(plt, path, mats, titles):
@@ -63,4 +65,4 @@ def matrices(plt, path, mats, titles):
         ax.set_ylabel("C3 map j")
         fig.colorbar(im, ax=ax, fraction=0.05)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path)

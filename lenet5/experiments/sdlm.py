@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Lenet5Error
+from ..files import save_figure_atomic
 from ..training.trainer import PAPER_MU
 from .jobs import mean_range, mnist, train_run
 from .runner import TINY_TRAIN_SIZE, Job
@@ -289,6 +290,6 @@ def figures(results, opts, folder, plt):
     axes[0, 2].legend(fontsize=6, ncol=2)
     fig.suptitle(f"SDLM pass-1 rates at mu = {PAPER_MU} per layer; green: the paper's range")
     fig.tight_layout()
-    fig.savefig(folder / "rates.png", dpi=110)
+    save_figure_atomic(fig, folder / "rates.png")
     return {"rates.png": "Distribution of the pass-1 effective rates per layer, one line per reading "
             "(readings with the same pass-1 rates drawn once); the green band is the paper's 7e-5 .. 0.016."}
