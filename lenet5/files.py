@@ -104,6 +104,32 @@ def open_temp_beside(path, suffix=".tmp"):
     raise WriteError(f"cannot write {path}: no free temp file name beside it")
 
 
+class UnreadableFile(Lenet5Error):
+    """A path that is not a regular file to read; the message is the reason, without the path."""
+
+
+def open_regular(path):
+    """`path` opened for binary reading if it is a regular file (or a symlink to one). A FIFO
+    is opened without blocking and refused, so a named pipe never hangs a reader waiting for a
+    writer; UnreadableFile says what the path is instead."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise UnreadableFile("file not found") from None
+    except IsADirectoryError:
+        raise UnreadableFile("is a folder, not a file") from None
+    except OSError as e:
+        raise UnreadableFile(f"cannot read ({e.strerror or e})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else next(
+            (kind for test, kind in SPECIAL_FILES if test(mode)), "a special file")
+        raise UnreadableFile(f"is {kind}, not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 @contextmanager
 def atomic_file(path, suffix=".tmp"):
     """`with atomic_file(p) as (f, tmp):` write to f (binary); on a clean exit it is flushed,

@@ -346,7 +346,7 @@ def test_cli_failure_is_one_line_and_exit_2(tmp_path):
 # --- local write failures and the progress counter -------------------------------------------
 
 def test_local_write_failure_is_reported_and_cleaned_up(tmp_path, server, monkeypatch):
-    def disk_full(mirror, name, out, http, progress):
+    def disk_full(mirror, name, out, http, progress, cap):
         out.write(b"partial")
         raise OSError(28, "No space left on device")
 

@@ -1,7 +1,9 @@
 """`lenet5 download`: fetch and verify the four MNIST files."""
+import signal
+import sys
 import time
 
-from ..data.download import MIRROR_ENV, MIRRORS, ensure_mnist
+from ..data.download import DEFAULT_DEADLINE, MIRROR_ENV, MIRRORS, ensure_mnist
 from ..data.mnist import DATA_DIR_ENV, default_data_dir
 
 
@@ -22,6 +24,9 @@ def register(sub):
                    help="try only --mirror and $" + MIRROR_ENV + ", never the internet mirrors")
     p.add_argument("--timeout", type=float, nargs=2, metavar=("CONNECT", "READ"), default=(10.0, 30.0),
                    help="HTTP connect and read timeouts in seconds (default 10 30)")
+    p.add_argument("--deadline", type=float, metavar="SECONDS", default=DEFAULT_DEADLINE,
+                   help=f"the longest one file may take from one mirror, retries included "
+                   f"(default {DEFAULT_DEADLINE:g}); a server too slow for it is given up on")
     p.add_argument("--quiet", action="store_true", help="no progress counter")
     p.set_defaults(func=run)
 
@@ -40,8 +45,18 @@ def run(args):
         print(f"{status.path}: fetched from {status.fetched_from}, verified "
               f"({status.seconds:.2f}s){why}")
 
-    ensure_mnist(data_dir, mirrors=args.mirror, progress=not args.quiet, timeout=tuple(args.timeout),
-                 include_defaults=not args.no_default_mirrors, on_file=report)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # the temp file is removed on the way out
+    try:
+        ensure_mnist(data_dir, mirrors=args.mirror, progress=not args.quiet, timeout=tuple(args.timeout),
+                     include_defaults=not args.no_default_mirrors, on_file=report, deadline=args.deadline)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     summary = f"{len(fetched)} fetched" if fetched else "nothing fetched, all present and verified"
     print(f"MNIST in {data_dir}: {summary}; {time.perf_counter() - started:.2f}s")
     return 0
+
+
+def _exit_on_sigterm(signum, frame):
+    """SIGTERM as an exception, so the download in progress removes its temp file."""
+    print("lenet5: download stopped (SIGTERM)", file=sys.stderr)
+    sys.exit(128 + signum)

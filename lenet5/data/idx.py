@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Lenet5Error
+from ..files import UnreadableFile, open_regular
 
 # name -> (SHA-256 of the decompressed content, decompressed size in bytes)
 FILES = {
@@ -45,26 +46,39 @@ class CorruptFileError(Lenet5Error):
 
 # --- reading IDX files --------------------------------------------------------------------
 
-def read_bytes(path, compressed=None):
+def read_bytes(path, compressed=None, limit=None):
     """The content of `path`, gunzipped if `compressed` (default: if the name ends in .gz).
-    A bad or truncated gzip stream raises CorruptFileError, a missing file Lenet5Error."""
+    With `limit`, at most limit + 1 bytes are ever decompressed or held: content longer than
+    `limit` raises CorruptFileError at the first byte over (a gzip bomb costs no more memory
+    than a real file). A bad or truncated gzip stream raises CorruptFileError, a missing or
+    unreadable file (a folder, a FIFO) Lenet5Error."""
     path = Path(path)
     if compressed is None:
         compressed = path.suffix == ".gz"
+    size = -1 if limit is None else limit + 1
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise Lenet5Error(f"{path}: file not found") from None
-    except OSError as e:
-        raise Lenet5Error(f"{path}: cannot read ({e.strerror or e})") from None
-    if not compressed:
-        return data
-    try:
-        return gzip.decompress(data)
+        with open_regular(path) as f:  # (never blocks on a FIFO)
+            if not compressed:
+                data = f.read(size)
+            else:
+                with gzip.GzipFile(fileobj=f) as g:
+                    data = g.read(size)
     except EOFError:
         raise CorruptFileError(path, "truncated gzip (compressed stream ends early)") from None
-    except (OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError (bad header, CRC)
+    except (gzip.BadGzipFile, zlib.error) as e:
         raise CorruptFileError(path, f"bad gzip ({e})") from None
+    except UnreadableFile as e:
+        raise Lenet5Error(f"{path}: {e}") from None
+    except OSError as e:
+        raise Lenet5Error(f"{path}: cannot read ({e.strerror or e})") from None
+    if limit is not None and len(data) > limit:
+        raise CorruptFileError(path, f"too large: more than {limit:,} bytes{' decompressed' * compressed}")
+    return data
+
+
+def looks_like_idx(data):
+    """True if `data` starts with an unsigned-byte IDX header (images or labels), whatever follows."""
+    return len(data) >= 4 and struct.unpack(">I", data[:4])[0] in (IMAGES_MAGIC, LABELS_MAGIC)
 
 
 def parse_idx(data, path="<bytes>"):
@@ -111,7 +125,7 @@ def content_problem(data, sha256, raw_size):
 def read_verified(path, sha256, raw_size, compressed=None):
     """The decompressed content of `path`, checked against its SHA-256 and size;
     CorruptFileError if it does not match."""
-    data = read_bytes(path, compressed)
+    data = read_bytes(path, compressed, limit=raw_size)
     problem = content_problem(data, sha256, raw_size)
     if problem:
         raise CorruptFileError(path, problem)
