@@ -115,7 +115,7 @@ def open_regular(path):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise UnreadableFile("file not found") from None
+        raise UnreadableFile("no such file") from None
     except IsADirectoryError:
         raise UnreadableFile("is a folder, not a file") from None
     except OSError as e:
@@ -123,8 +123,9 @@ def open_regular(path):
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        kind = "a folder" if stat.S_ISDIR(mode) else next(
-            (kind for test, kind in SPECIAL_FILES if test(mode)), "a special file")
+        if stat.S_ISDIR(mode):
+            raise UnreadableFile("is a folder, not a file")
+        kind = next((kind for test, kind in SPECIAL_FILES if test(mode)), "a special file")
         raise UnreadableFile(f"is {kind}, not a regular file")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")

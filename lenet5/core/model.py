@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Lenet5Error
-from ..files import save_npz_atomic
+from ..files import UnreadableFile, open_regular, save_npz_atomic
 from . import engine
 from .architecture import (
     C3_TABLE,
@@ -398,24 +398,34 @@ def load_npz(path):
     cannot unpack into gigabytes; any problem -> Lenet5Error."""
     where = f"checkpoint {path}"
     try:
-        with open(path, "rb") as f:
+        f = open_regular(path)  # (a FIFO is refused, never waited on)
+    except UnreadableFile as e:
+        raise Lenet5Error(f"{where}: {e}") from None
+    try:
+        with f:
             if f.read(4) != b"PK\x03\x04":
                 raise Lenet5Error(f"{where}: not a valid .npz (not a zip archive)")
-        arrays = {}
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-            check_archive(infos, where)
-            for info in infos:
-                with archive.open(info) as entry:
-                    check_entry_header(entry, info, where)
-                with archive.open(info) as entry:
-                    arrays[info.filename[:-4]] = np.lib.format.read_array(entry, allow_pickle=False)
-        return arrays
-    except FileNotFoundError:
-        raise Lenet5Error(f"{where}: no such file") from None
+            f.seek(0)
+            return _read_npz(f, where)
     except ValueError as e:
         if "allow_pickle" in str(e):
             raise Lenet5Error(f"{where}: holds a pickled object; refusing to load it") from None
         raise Lenet5Error(f"{where}: not a valid .npz ({e})") from None
+    except RuntimeError as e:  # zipfile: an encrypted entry ("password required")
+        raise Lenet5Error(f"{where}: not a valid .npz ({e})") from None
     except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError) as e:
         raise Lenet5Error(f"{where}: not a valid .npz ({e})") from None
+
+
+def _read_npz(f, where):
+    """The arrays of the open .npz `f`, each entry's header checked before it is read."""
+    arrays = {}
+    with zipfile.ZipFile(f) as archive:
+        infos = archive.infolist()
+        check_archive(infos, where)
+        for info in infos:
+            with archive.open(info) as entry:
+                check_entry_header(entry, info, where)
+            with archive.open(info) as entry:
+                arrays[info.filename[:-4]] = np.lib.format.read_array(entry, allow_pickle=False)
+    return arrays

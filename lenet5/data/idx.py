@@ -56,6 +56,8 @@ def read_bytes(path, compressed=None, limit=None):
     if compressed is None:
         compressed = path.suffix == ".gz"
     size = -1 if limit is None else limit + 1
+    if not path.exists():
+        raise Lenet5Error(f"{path}: file not found")
     try:
         with open_regular(path) as f:  # (never blocks on a FIFO)
             if not compressed:

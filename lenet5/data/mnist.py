@@ -25,7 +25,7 @@ import numpy as np
 from ..core.architecture import INPUT_SIZE
 from ..core.paper import BACKGROUND, INK, TRAIN_MEAN, TRAIN_STD  # noqa: F401 (read from here too)
 from ..errors import Lenet5Error
-from ..files import write_atomic, write_bytes_atomic
+from ..files import UnreadableFile, open_regular, write_atomic, write_bytes_atomic
 from .download import ensure_mnist
 from .idx import FILES, IMAGE_SIZE, NUM_CLASSES, SPLITS, CorruptFileError, parse_idx, read_verified
 
@@ -156,9 +156,11 @@ def _read_cache(source):
     """The cached array of `source` if its sidecar matches the source and the array; else None."""
     npy, sidecar = _cache_paths(source)
     try:
-        meta = json.loads(sidecar.read_text())
-        array = np.load(npy, allow_pickle=False)
-    except (OSError, ValueError, EOFError):  # missing, truncated, not a .npy, bad JSON
+        with open_regular(sidecar) as f:
+            meta = json.loads(f.read(1 << 16))
+        with open_regular(npy) as f:
+            array = np.load(f, allow_pickle=False)
+    except (OSError, ValueError, EOFError, UnreadableFile):  # missing, truncated, not a .npy, bad JSON, a FIFO
         return None
     if not isinstance(meta, dict) or not isinstance(array, np.ndarray):
         return None
@@ -167,6 +169,8 @@ def _read_cache(source):
         return None
     if ndim == 3 and array.shape[1:] != (INPUT_SIZE, INPUT_SIZE):
         return None
+    if ndim == 1 and len(array) and (array.min() < 0 or array.max() >= NUM_CLASSES):
+        return None  # labels must be digits, whatever the sidecar says: rebuilt from the source
     try:
         expected = _cache_meta(source, array)
     except OSError:  # the source is gone: do not trust a cache we cannot tie to it

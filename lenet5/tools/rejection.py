@@ -27,7 +27,7 @@ import numpy as np
 
 from ..core.paper import PAPER_RESULTS
 from ..errors import Lenet5Error
-from ..files import write_json_atomic
+from ..files import UnreadableFile, open_regular, write_json_atomic
 
 TARGET_ERROR_PCT = PAPER_RESULTS["rejection_target_error_pct"]  # 0.5
 SIDECAR_SUFFIX = ".rejection.json"
@@ -105,7 +105,12 @@ def sidecar_path(checkpoint):
 
 
 def file_sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """SHA-256 of a regular file, read in blocks (UnreadableFile for a FIFO, a folder, ...)."""
+    digest = hashlib.sha256()
+    with open_regular(path) as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_sidecar(checkpoint, threshold):
@@ -124,13 +129,14 @@ def read_sidecar(checkpoint, target_pct=TARGET_ERROR_PCT):
     weights (SHA-256 differs), another target, or unreadable."""
     path = sidecar_path(checkpoint)
     try:
-        record = json.loads(path.read_text())
+        with open_regular(path) as f:
+            record = json.loads(f.read(1 << 16))
         if record["checkpoint_sha256"] != file_sha256(checkpoint) or record["target_error_pct"] != target_pct:
             return None
         return Threshold(float(record["threshold_gap"]), target_pct, float(record["reject_pct"]),
                          float(record["accepted_error_pct"]), float(record["test_error_pct"]),
                          f"{path.name} (MNIST test set)")
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, UnreadableFile):
         return None
 
 
