@@ -282,7 +282,7 @@ def _copy_local(source, sink):
     try:
         f = open_regular(source)
     except UnreadableFile as e:
-        raise FetchError(f"missing file {source}" if "not found" in str(e) else f"{source}: {e}") from None
+        raise FetchError(f"missing file {source}" if "no such file" in str(e) else f"{source}: {e}") from None
     with f:
         sink.start(os.fstat(f.fileno()).st_size)
         while True:
