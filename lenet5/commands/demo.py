@@ -25,6 +25,7 @@ def run(args):
     from ..tools.demo.classify import Classifier
     from ..tools.demo.samples import digit_source
     from ..tools.demo.server import make_server
+    from ..tools.rejection import no_threshold_reason
 
     if not 0 <= args.port <= 65535:
         raise Lenet5Error(f"--port must be 0..65535, got {args.port}")
@@ -36,7 +37,8 @@ def run(args):
         raise Lenet5Error(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     threshold = classifier.threshold
     print(f"lenet5 demo: {classifier.name}; random digits from the {digits.description} ({len(digits):,}); "
-          + (f"reject when the top-2 gap < {threshold.gap:.4f}" if threshold else "no rejection threshold"))
+          + (f"reject when the top-2 gap < {threshold.gap:.4f}" if threshold
+             else no_threshold_reason(args.checkpoint or reference_checkpoint(), args.data_dir)))
     print(f"lenet5 demo: serving on {server.url}  (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()

@@ -29,13 +29,13 @@ def register(sub):
 def run(args):
     from ..core.model import LeNet5
     from ..tools.predict import Failure, classify_files
-    from ..tools.rejection import NO_THRESHOLD, rejection_threshold
+    from ..tools.rejection import no_threshold_reason, rejection_threshold
 
     path = args.checkpoint or reference_checkpoint()
     net = LeNet5.load(path)
     threshold = rejection_threshold(path, args.data_dir)
     if threshold is None:
-        print(f"lenet5: note: {NO_THRESHOLD}", file=sys.stderr)
+        print(f"lenet5: note: {no_threshold_reason(path, args.data_dir)}", file=sys.stderr)
     failed = 0
     for result in classify_files(net, args.paths, threshold):
         failed += isinstance(result, Failure)

@@ -20,6 +20,7 @@ it computes the threshold on the MNIST test set when the files are there, else r
 """
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,6 +34,9 @@ TARGET_ERROR_PCT = PAPER_RESULTS["rejection_target_error_pct"]  # 0.5
 SIDECAR_SUFFIX = ".rejection.json"
 NO_THRESHOLD = ("no rejection threshold is known for this checkpoint: run `lenet5 experiment "
                 "rejection --checkpoint CKPT` once, or give the MNIST test set (--data-dir)")
+UNREACHABLE = ("no rejection threshold: this network does not reach {target:g}% error on any share "
+               "of the MNIST test set ({error:.2f}% test error), so no answer is marked confident "
+               "or rejected")
 
 
 def top2_gap(outputs):
@@ -65,6 +69,12 @@ class Threshold:
 
     def accepts(self, gap):
         return bool(gap >= self.gap)
+
+    @property
+    def reachable(self):
+        """False when even the most confident test patterns miss the target (gap = infinity:
+        every pattern would be rejected); such a threshold is no threshold for a user."""
+        return math.isfinite(self.gap)
 
 
 def threshold_for(outputs, labels, target_pct=TARGET_ERROR_PCT, source=""):
@@ -117,7 +127,8 @@ def write_sidecar(checkpoint, threshold):
     """Store a checkpoint's threshold beside it (atomically), tied to its SHA-256."""
     record = {"checkpoint": Path(checkpoint).name, "checkpoint_sha256": file_sha256(checkpoint),
               "measure": "gap = second-smallest minus smallest RBF output; accept if gap >= threshold_gap",
-              "threshold_gap": threshold.gap, "target_error_pct": threshold.target_error_pct,
+              "threshold_gap": threshold.gap if threshold.reachable else None,  # (JSON has no infinity)
+              "target_error_pct": threshold.target_error_pct,
               "reject_pct": threshold.reject_pct, "accepted_error_pct": threshold.accepted_error_pct,
               "test_error_pct": threshold.test_error_pct, "computed_on": "MNIST test set (10,000)"}
     write_json_atomic(sidecar_path(checkpoint), record)
@@ -133,7 +144,10 @@ def read_sidecar(checkpoint, target_pct=TARGET_ERROR_PCT):
             record = json.loads(f.read(1 << 16))
         if record["checkpoint_sha256"] != file_sha256(checkpoint) or record["target_error_pct"] != target_pct:
             return None
-        return Threshold(float(record["threshold_gap"]), target_pct, float(record["reject_pct"]),
+        gap = math.inf if record["threshold_gap"] is None else float(record["threshold_gap"])
+        if not (gap >= 0):  # (NaN or negative: not a threshold)
+            return None
+        return Threshold(gap, target_pct, float(record["reject_pct"]),
                          float(record["accepted_error_pct"]), float(record["test_error_pct"]),
                          f"{path.name} (MNIST test set)")
     except (OSError, ValueError, KeyError, TypeError, UnreadableFile):
@@ -152,7 +166,22 @@ def test_set_threshold(net, data_dir=None, target_pct=TARGET_ERROR_PCT):
 def rejection_threshold(checkpoint, data_dir=None):
     """The Threshold for a checkpoint file: its sidecar, else computed on the MNIST test set if
     the files are in data_dir (default $LENET5_DATA_DIR or ./data/mnist; never downloaded),
-    else None (say NO_THRESHOLD)."""
+    else None -- also when the network never reaches the target (`no_threshold_reason` says
+    which)."""
+    threshold = _lookup(checkpoint, data_dir)
+    return threshold if threshold is not None and threshold.reachable else None
+
+
+def no_threshold_reason(checkpoint, data_dir=None):
+    """Why rejection_threshold gives None for this checkpoint, as one line."""
+    threshold = _lookup(checkpoint, data_dir)
+    if threshold is None:
+        return NO_THRESHOLD
+    return UNREACHABLE.format(target=threshold.target_error_pct, error=threshold.test_error_pct)
+
+
+def _lookup(checkpoint, data_dir):
+    """The checkpoint's Threshold from its sidecar or the test set (reachable or not), or None."""
     from ..core.model import LeNet5
     from ..data.mnist import default_data_dir
 
