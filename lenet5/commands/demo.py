@@ -12,7 +12,8 @@ def register(sub):
                        "README). Stop it with Ctrl-C.")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all)")
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every "
+                   "interface, which lets other machines use the page)")
     p.add_argument("--checkpoint", help="checkpoint .npz (default: the shipped reference network)")
     p.add_argument("--data-dir", help="MNIST folder for the 'random digit' button (default "
                    "$LENET5_DATA_DIR or ./data/mnist; without the test files, ten shipped digits are used)")
@@ -39,6 +40,8 @@ def run(args):
     print(f"lenet5 demo: {classifier.name}; random digits from the {digits.description} ({len(digits):,}); "
           + (f"reject when the top-2 gap < {threshold.gap:.4f}" if threshold
              else no_threshold_reason(args.checkpoint or reference_checkpoint(), args.data_dir)))
+    if server.exposed:
+        print(f"lenet5 demo: warning: {server.exposed}", file=sys.stderr)
     print(f"lenet5 demo: serving on {server.url}  (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()

@@ -9,7 +9,10 @@ Routes (anything else: 404; a known path with another method: 405):
   POST /api/classify      {"pixels": [H*W in 0..1], "width": W, "height": H} -> the network's answer
 Every error is a 4xx with a one-line JSON body {"error": "..."}; the server keeps serving.
 """
+import ipaddress
 import json
+import socket
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,10 +43,16 @@ def static_files():
         raise Lenet5Error(f"the demo page's files are missing from the package ({e})") from None
 
 
+ALL_INTERFACES = ("0.0.0.0", "", "::")
+CLIENT_GONE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
+
+
 class DemoServer(ThreadingHTTPServer):
     """Holds what every request needs; all of it read-only once serving."""
 
     daemon_threads = True  # an open keep-alive connection never blocks shutdown
+    request_queue_size = 128  # connections waiting to be accepted (the default 5 makes a
+    # burst of page loads wait for the client's SYN retry, a second or more)
 
     def __init__(self, address, classifier, digits, seed=None):
         self.classifier, self.digits = classifier, digits
@@ -60,8 +69,52 @@ class DemoServer(ThreadingHTTPServer):
 
     @property
     def url(self):
+        """The page's address; on all interfaces, this machine's address on its network."""
         host, port = self.server_address[:2]
-        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
+        return page_url(host, port)
+
+    @property
+    def exposed(self):
+        """A one-line warning when the page can be reached from other machines, else None."""
+        return exposure_warning(*self.server_address[:2])
+
+    def handle_error(self, request, client_address):
+        """A client that hangs up mid-request is no error of ours: no traceback for it."""
+        if isinstance(sys.exc_info()[1], CLIENT_GONE):
+            return
+        super().handle_error(request, client_address)
+
+
+def page_url(host, port):
+    """http://host:port/ for a browser: a listening address of all interfaces is replaced by
+    this machine's address on its default route."""
+    if host in ALL_INTERFACES:
+        host = outward_address()
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+def outward_address():
+    """This machine's address on its default route (a UDP socket is pointed at a TEST-NET
+    address; no packet is sent), or its host name when it has no route."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))
+            return probe.getsockname()[0]
+    except OSError:
+        return socket.gethostname()
+
+
+def exposure_warning(host, port):
+    """What listening on `host` exposes, in one line; None for a loopback address."""
+    try:
+        loopback = ipaddress.ip_address(host or "0.0.0.0").is_loopback
+    except ValueError:  # a host name: loopback only if it is this machine's own name for it
+        loopback = host == "localhost"
+    if loopback:
+        return None
+    where = "every network interface" if host in ALL_INTERFACES else host
+    return (f"listening on {where}: anyone who can reach this machine on port {port} can use the "
+            "page and its API (use --host 127.0.0.1 to keep it to this machine)")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -155,10 +208,14 @@ class Handler(BaseHTTPRequestHandler):
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self.close_connection = True
             raise BadRequest("chunked request bodies are not supported; send Content-Length", 411)
-        length = self.headers.get("Content-Length")
-        if length is None:
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(lengths) > 1:  # (which one delimits the body is anyone's guess: request smuggling)
+            self.close_connection = True
+            raise BadRequest(f"{len(lengths)} Content-Length headers; send one")
+        if not lengths:
             return None
-        if not length.strip().isdigit():
+        length = lengths[0].strip()
+        if not (length.isascii() and length.isdigit()):  # ("²".isdigit() is true, int("²") fails)
             self.close_connection = True
             raise BadRequest(f"Content-Length {length[:20]!r} is not a byte count")
         return int(length)
