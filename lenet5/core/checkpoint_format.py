@@ -1,6 +1,6 @@
 """What a checkpoint file may hold beyond the parameters, checked before it is trusted.
 
-* The archive: at most MAX_ENTRIES .npy entries, each at most MAX_ENTRY_BYTES once
+* The archive: no encrypted entry; at most MAX_ENTRIES .npy entries, each at most MAX_ENTRY_BYTES once
   decompressed and all together at most MAX_TOTAL_BYTES, read from the zip directory before
   any entry is decompressed; each entry's .npy header must describe exactly the bytes the
   directory lists and no Python objects (so nothing is ever unpickled).
@@ -44,6 +44,8 @@ def check_archive(infos, where):
     if odd:
         raise Lenet5Error(f"{where}: entries that are not single .npy arrays: {odd[:5]}")
     for info in infos:
+        if info.flag_bits & 0x1:  # (zipfile would ask for a password)
+            raise Lenet5Error(f"{where}: entry {info.filename} is encrypted; a checkpoint never is")
         if info.file_size > MAX_ENTRY_BYTES:
             raise Lenet5Error(f"{where}: entry {info.filename} is {info.file_size:,} bytes "
                               f"decompressed; no checkpoint entry exceeds {MAX_ENTRY_BYTES:,}")

@@ -1,4 +1,5 @@
 """The LeNet5 model object: parameters, forward pass, loss and gradients, checkpoints."""
+import json
 import zipfile
 from dataclasses import replace
 from importlib import resources
@@ -325,13 +326,23 @@ class LeNet5:
 
 
 def checkpoint_variant(arrays, where):
-    """The Variant a checkpoint records: meta.variant (JSON), or the older meta.c3 entry, or
-    none at all for the paper's network."""
+    """The Variant a checkpoint records: meta.variant (a JSON object of strings), or the older
+    meta.c3 entry (a string), or none at all for the paper's network."""
+    for name in ("meta.variant", "meta.c3", "meta.dtype"):
+        if name in arrays and (arrays[name].shape != () or arrays[name].dtype.kind != "U"):
+            raise Lenet5Error(f"{where}: {name} must be a text entry, got {arrays[name].dtype} "
+                              f"of shape {arrays[name].shape}")
     try:
         if "meta.variant" in arrays:
-            return Variant.from_json(str(arrays["meta.variant"]))
+            text = str(arrays["meta.variant"])
+            data = json.loads(text)
+            if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+                raise Lenet5Error(f"meta.variant must be a JSON object of text choices, got {text[:80]!r}")
+            return Variant.from_json(text)
         if "meta.c3" in arrays:
             return Variant(c3=str(arrays["meta.c3"]))
+    except ValueError:
+        raise Lenet5Error(f"{where}: meta.variant is not JSON") from None
     except Lenet5Error as e:
         raise Lenet5Error(f"{where}: {e}") from None
     return PAPER
