@@ -45,12 +45,12 @@ def write_target(path):
     except FileNotFoundError:
         return target
     except OSError as e:  # a symlink loop, no permission on a parent folder
-        raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
+        raise WriteError(f"cannot write {printable(path)}: {e.strerror or e}") from None
     if stat.S_ISDIR(mode):
-        raise WriteError(f"cannot write {path}: it is a folder; give a file name")
+        raise WriteError(f"cannot write {printable(path)}: it is a folder; give a file name")
     for test, kind in SPECIAL_FILES:
         if test(mode):
-            raise WriteError(f"cannot write {path}: it is {kind}, not a regular file")
+            raise WriteError(f"cannot write {printable(path)}: it is {kind}, not a regular file")
     return target
 
 
@@ -99,9 +99,9 @@ def open_temp_beside(path, suffix=".tmp"):
         except FileExistsError:
             continue
         except OSError as e:  # no such folder, no permission, read-only file system
-            raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
+            raise WriteError(f"cannot write {printable(path)}: {e.strerror or e}") from None
         return os.fdopen(fd, "wb"), tmp
-    raise WriteError(f"cannot write {path}: no free temp file name beside it")
+    raise WriteError(f"cannot write {printable(path)}: no free temp file name beside it")
 
 
 class UnreadableFile(Lenet5Error):
@@ -187,3 +187,10 @@ def csv_text(rows, columns):
 def save_figure_atomic(fig, path, dpi=110):
     """A matplotlib figure as a PNG, atomically (savefig would write the final name in place)."""
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+
+
+def printable(name):
+    """A file name as shown on a terminal: control characters (newline, escape, ...) and
+    undecodable bytes as backslash escapes, so a name cannot break a line or drive the terminal;
+    printable text, accents included, unchanged."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(name))

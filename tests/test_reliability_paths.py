@@ -152,3 +152,30 @@ def test_a_temp_of_a_running_writer_is_left_alone(tmp_path):
     other.write_bytes(b"x")
     write_bytes_atomic(path, b"x")
     assert live.exists() and other.exists()
+
+
+def test_file_names_with_control_characters_are_escaped_when_printed(tmp_path, capsys, shared_mnist_dir):
+    import json
+
+    from PIL import Image
+
+    from lenet5.data.idx import read_idx
+
+    digit = read_idx(shared_mnist_dir / "t10k-images-idx3-ubyte.gz")[0]
+    label = int(read_idx(shared_mnist_dir / "t10k-labels-idx1-ubyte.gz")[0])
+    good = tmp_path / "seven\nfake: 1 confident\x1b[2J.png"
+    Image.fromarray(255 - digit).resize((56, 56)).save(good, format="PNG")
+    bad = tmp_path / "bad\r\x07.png"
+    bad.write_text("not an image")
+    assert main(["predict", str(good), str(bad)]) == 2
+    out = capsys.readouterr()
+    assert out.out.count("\n") == 1 and "\x1b" not in out.out
+    assert out.out.startswith(f"{tmp_path}/seven\\nfake: 1 confident\\x1b[2J.png: {label} ")
+    assert out.err == f"lenet5: error: {tmp_path}/bad\\r\\x07.png: not an image file Pillow can read " \
+                      "(unknown format, or corrupt)\n"
+    assert main(["predict", "--json", str(good)]) == 0
+    assert json.loads(capsys.readouterr().out)["file"] == str(good)  # JSON keeps the real name
+    assert main(["export", "--onnx", str(tmp_path / "net\n.onnx")]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path}/net\\n.onnx (")
+    err = one_line_error(capsys, ["evaluate", "--checkpoint", str(tmp_path / "no\nsuch.npz")])
+    assert "no\\nsuch.npz" in err

@@ -18,9 +18,10 @@ def register(sub):
 
 def run(args):
     from ..core.model import LeNet5
+    from ..files import printable
     from ..tools.export_onnx import export
 
     path = args.checkpoint or reference_checkpoint()
     size = export(LeNet5.load(path), args.onnx)
-    print(f"wrote {args.onnx} ({size / 1024:.0f} KB) from {path}")
+    print(f"wrote {printable(args.onnx)} ({size / 1024:.0f} KB) from {path}")
     return 0

@@ -31,6 +31,7 @@ def register(sub):
 def run(args):
     from ..core.model import LeNet5
     from ..errors import Lenet5Error
+    from ..files import printable
     from ..tools.rejection import rejection_threshold
     from ..tools.show import draw, pyplot
 
@@ -44,7 +45,7 @@ def run(args):
         try:
             image = input_from_file(args.image, command="lenet5 show --image")
         except Lenet5Error as e:
-            raise Lenet5Error(f"{args.image}: {e}") from None
+            raise Lenet5Error(f"{printable(args.image)}: {e}") from None
         caption = f"{args.image}, preprocessed as by lenet5 predict"
     else:
         from ..data.mnist import load_mnist
@@ -57,6 +58,6 @@ def run(args):
         caption = f"MNIST test image {index}"
     caption += f"\nnetwork {Path(str(path)).name}"
     shown = draw(net, image, args.out, caption, label, rejection_threshold(path, args.data_dir))
-    print(f"wrote {args.out}: predicted {shown['digit']} (runner-up {shown['runner_up']}, top-2 gap "
+    print(f"wrote {printable(args.out)}: predicted {shown['digit']} (runner-up {shown['runner_up']}, top-2 gap "
           f"{shown['gap']:.2f}, {shown['verdict']})" + (f", true {label}" if label is not None else ""))
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Lenet5Error
-from ..files import UnreadableFile, open_regular, save_npz_atomic
+from ..files import UnreadableFile, open_regular, printable, save_npz_atomic
 from . import engine
 from .architecture import (
     C3_TABLE,
@@ -285,7 +285,7 @@ class LeNet5:
         values, C3 zero where Table I has no link (when the variant uses the table). Never
         unpickles."""
         arrays = load_npz(path)
-        where = f"checkpoint {path}"
+        where = f"checkpoint {printable(path)}"
         variant = checkpoint_variant(arrays, where)
         n_theta = engine.layout(variant.arch)[1]
         check_contents(arrays, where, n_theta)  # state.* entries, prototypes
@@ -407,7 +407,7 @@ def load_npz(path):
     """All arrays of an .npz, read with allow_pickle=False after the zip directory and every
     entry's header are checked against size limits (lenet5.core.checkpoint_format), so a small file
     cannot unpack into gigabytes; any problem -> Lenet5Error."""
-    where = f"checkpoint {path}"
+    where = f"checkpoint {printable(path)}"
     try:
         f = open_regular(path)  # (a FIFO is refused, never waited on)
     except UnreadableFile as e:

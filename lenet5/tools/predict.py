@@ -8,6 +8,7 @@ import numpy as np
 from ..data.digits import digit_from_ink, ink_from_grayscale
 from ..data.image_files import pillow_image, read_grayscale
 from ..errors import Lenet5Error
+from ..files import printable
 from .rejection import top2_gap
 
 
@@ -25,7 +26,7 @@ class Failure:
         return {"file": self.file, "error": self.reason}
 
     def as_line(self):
-        return f"{self.file}: {self.reason}"
+        return f"{printable(self.file)}: {self.reason}"
 
 
 @dataclass
@@ -46,7 +47,7 @@ class Prediction:
         if self.threshold is not None:
             rule += f", threshold {self.threshold:.2f}"
         distances = " ".join(f"{d}:{v:.1f}" for d, v in enumerate(self.distances))
-        return f"{self.file}: {self.digit} {self.verdict} ({rule}); distances {distances}"
+        return f"{printable(self.file)}: {self.digit} {self.verdict} ({rule}); distances {distances}"
 
 
 def verdict(gap, threshold):
