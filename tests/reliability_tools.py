@@ -24,3 +24,14 @@ def run_measured(*args, timeout=300):
     *out, last = proc.stdout.rstrip("\n").split("\n")
     kb, code = map(int, last.split())
     return kb / 1024, code, "\n".join(out), proc.stderr
+
+
+def one_line_error(capsys, argv):
+    """Run the CLI in this process; assert exit code 2 with one `lenet5: error:` line; return it."""
+    from lenet5.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("lenet5: error: ") and "Traceback" not in err
+    return err

@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -119,7 +120,7 @@ class MirrorServer(ThreadingHTTPServer):
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), Handler)
-        self.routes, self.requests = {}, []
+        self.routes, self.requests, self.sent = {}, [], []  # sent: bytes a route really sent
         self.lock, self.release = threading.Lock(), threading.Event()
 
     def mirror(self, name, routes=None):
@@ -132,16 +133,25 @@ class MirrorServer(ThreadingHTTPServer):
         return self.mirror(name, {n: serve(body) for n, body in GZ.items()})
 
 
-@pytest.fixture
-def server():
+@contextmanager
+def running_server():
+    """A MirrorServer on 127.0.0.1 serving from a thread until the block ends."""
     srv = MirrorServer()
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
-    yield srv
-    srv.release.set()
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    try:
+        yield srv
+    finally:
+        srv.release.set()
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def server():
+    with running_server() as srv:
+        yield srv
 
 
 @pytest.fixture(autouse=True)

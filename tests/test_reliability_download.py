@@ -8,12 +8,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 from reliability_tools import REPO, lenet5_env, run_measured
-from test_download import FAST, GZ, IMAGES, LABELS, RAW, TABLE, MirrorServer, serve, wrong_content
+from test_download import FAST, GZ, IMAGES, LABELS, RAW, TABLE, running_server, serve, wrong_content
 
 from lenet5.cli import main
 from lenet5.data import idx
@@ -25,15 +24,8 @@ BIG = "train-images-idx3-ubyte.gz"
 
 @pytest.fixture
 def server():
-    srv = MirrorServer()
-    srv.sent = []
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield srv
-    srv.release.set()
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    with running_server() as srv:
+        yield srv
 
 
 @pytest.fixture(autouse=True)

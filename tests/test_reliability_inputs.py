@@ -6,20 +6,13 @@ import shutil
 
 import numpy as np
 import pytest
+from reliability_tools import one_line_error
 
 from lenet5.cli import main
 from lenet5.core.model import LeNet5, reference_checkpoint
 from lenet5.data import mnist as mnist_module
 from lenet5.data.mnist import load_mnist
 from lenet5.errors import Lenet5Error
-
-
-def one_line_error(capsys, argv):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith("lenet5: error: ") and "Traceback" not in err
-    return err
 
 
 def encrypted_copy(source, dest):

@@ -12,22 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from reliability_tools import REPO, one_line_error
 
 from lenet5.cli import main
 from lenet5.core.model import LeNet5
 from lenet5.errors import Lenet5Error
 from lenet5.files import WriteError, temp_pattern, write_bytes_atomic
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def one_line_error(capsys, argv):
-    """Run the CLI; assert exit code 2 with one `lenet5: error:` line; return that line."""
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith("lenet5: error: ") and "Traceback" not in err
-    return err
 
 
 def test_a_symlink_is_written_through_to_its_target(tmp_path):
