@@ -185,14 +185,15 @@ def test_fig9_tiny(out):
 
 
 def test_sdlm_tiny(out):
-    from lenet5.experiments.sdlm import LAYERS, READINGS, TRAINED
+    from lenet5.experiments.sdlm import INTERPRETATIONS, LAYERS, TRAINED
 
     result = run_tiny(out, "sdlm")
     rates = [r for r in result["rows"] if r["layer"] != "training"]
-    assert {(r["reading"], r["layer"]) for r in rates} == {(k, la) for k in READINGS for la in ("all", *LAYERS)}
+    expected = {(k, la) for k in INTERPRETATIONS for la in ("all", *LAYERS)}
+    assert {(r["interpretation"], r["layer"]) for r in rates} == expected
     assert all(0 < r["min"] <= r["p1"] <= r["median"] <= r["max"] <= 0.025 * (1 + 1e-9) for r in rates)
     training = [r for r in result["rows"] if r["layer"] == "training"]
-    assert sorted(r["reading"] for r in training) == sorted(TRAINED)
+    assert sorted(r["interpretation"] for r in training) == sorted(TRAINED)
     assert (out / "results" / "sdlm" / "rates.png").exists()
     cheap = run_tiny(out, "sdlm", "--rates-only")
     assert all(r["layer"] != "training" for r in cheap["rows"])

@@ -1,6 +1,6 @@
-"""Issue 14's readings of SDLM: the rate report's h_kk against an independent numpy computation
+"""The open choices of SDLM: the rate report's h_kk against an independent numpy computation
 from explicit Jacobians, the exact MAP seed against finite differences, the "average"
-reparametrisation, and every reading through a checkpoint and --resume.
+reparametrisation, and every choice through a checkpoint and --resume.
 
 The numpy side forms, with its own vectorised forward pass, the full Jacobian J_l = dx6/du_l
 of F6's output with respect to every unit's pre-activation (products of dense layer
@@ -22,7 +22,7 @@ from lenet5.core import engine
 from lenet5.core.architecture import C3_TABLE, TANH_A, TANH_S, Variant, table_mask
 from lenet5.core.model import MAP_J
 from lenet5.errors import Lenet5Error
-from lenet5.experiments.sdlm import READINGS, pass1_rates, reading_config
+from lenet5.experiments.sdlm import INTERPRETATIONS, interpretation_config, pass1_rates
 from lenet5.training.trainer import Interrupted, TrainConfig, Trainer, sdlm_rates
 
 MASK3 = table_mask(C3_TABLE, 6)
@@ -153,8 +153,8 @@ def test_rate_report_hessian_matches_numpy_jacobians(mnist, key):
     """The sdlm experiment's h (the trainer's pass-1 estimate, here over all of 6 images) equals
     the exact per-connection Gauss-Newton term for F6 and C5; below, LeCun's diagonal
     propagation stays within 2x of it (the study measured medians 0.94-1.31 at init)."""
-    overrides = READINGS[key][1]
-    config = dict(reading_config(overrides), train_size=6)
+    overrides = INTERPRETATIONS[key][1]
+    config = dict(interpretation_config(overrides), train_size=6)
     net, h, eta, free = pass1_rates(config, small(mnist, 6, 10))
     got = LeNet5.views(h)
     want = exact_h(net.params, net.prototypes, mnist[0][0][:6].astype(np.float64), overrides.get("gn_seed", "2"))
@@ -195,13 +195,13 @@ def test_init_scales():
     (dict(gn_seed="1", output="softmax", loss="ce"), "RBF output"),
     (dict(init="huge"), "unknown init"),
 ])
-def test_readings_that_mean_nothing_are_refused(bad, match):
+def test_choices_that_mean_nothing_are_refused(bad, match):
     with pytest.raises(Lenet5Error, match=match):
         TrainConfig(**bad).check()
 
 
-def test_readings_resume_exactly(mnist, tmp_path):
-    """Every reading at once, interrupted mid-pass after an in-pass Hessian re-estimate and
+def test_choices_resume_exactly(mnist, tmp_path):
+    """Every choice at once, interrupted mid-pass after an in-pass Hessian re-estimate and
     before the next one: the resumed run ends on the same weights."""
     data = small(mnist, 1500, 300)
     config = dict(epochs=2, seed=3, train_size=1500, init="lush", subsample="average",
@@ -233,7 +233,7 @@ def test_readings_resume_exactly(mnist, tmp_path):
     assert not np.array_equal(per_pass.net.theta, straight.net.theta)  # the re-estimates did act
 
 
-def test_cli_records_the_readings_and_resume_keeps_them(mnist_dir, tmp_path, capsys):
+def test_cli_records_the_choices_and_resume_keeps_them(mnist_dir, tmp_path, capsys):
     common = ["--quiet", "--data-dir", str(mnist_dir)]
     flags = ["--init", "sqrt", "--subsample", "average", "--gn-seed", "1", "--hessian-every", "500",
              "--inputs", "unit", "--mu", "1"]
@@ -245,8 +245,8 @@ def test_cli_records_the_readings_and_resume_keeps_them(mnist_dir, tmp_path, cap
     assert main(["train", "--resume", str(checkpoint), "--epochs", "2", *common]) == 0
     _, state = LeNet5.load(checkpoint, with_state=True)
     saved = json.loads(str(state["state.config"]))
-    readings = (saved["init"], saved["subsample"], saved["gn_seed"], saved["hessian_every"], saved["inputs"])
-    assert readings == ("sqrt", "average", "1", 500, "unit")
+    choices = (saved["init"], saved["subsample"], saved["gn_seed"], saved["hessian_every"], saved["inputs"])
+    assert choices == ("sqrt", "average", "1", 500, "unit")
     assert LeNet5.load(checkpoint).variant == Variant(inputs="unit")  # the network carries its inputs
     assert len(json.loads(str(state["state.history"]))) == 2
 
@@ -260,22 +260,22 @@ def test_recipes_set_their_settings_together_and_a_given_flag_wins():
         return new_config(given_settings(build_parser().parse_args(["train", *argv])))
     default = config()
     assert {k: getattr(default, k) for k in RECIPES[DEFAULT_RECIPE]} == RECIPES[DEFAULT_RECIPE]
-    mu1 = config("--recipe", "mu1")
-    assert {k: getattr(mu1, k) for k in RECIPES["mu1"]} == RECIPES["mu1"]
-    assert mu1.variant == Variant() and default.variant == Variant(inputs="unit")
-    mixed = config("--recipe", "mu1", "--mu", "0.5")
+    damped = config("--recipe", "damped")
+    assert {k: getattr(damped, k) for k in RECIPES["damped"]} == RECIPES["damped"]
+    assert damped.variant == Variant() and default.variant == Variant(inputs="unit")
+    mixed = config("--recipe", "damped", "--mu", "0.5")
     assert mixed.mu == 0.5 and mixed.init == "paper"
     assert config("--optimizer", "sgd").hessian_every == 0  # an SDLM setting
 
 
 def test_a_checkpoint_from_before_a_setting_existed_resumes_as_it_was_trained(mnist, tmp_path):
     """An older checkpoint's config lacks the settings added since (inputs, init, ...): they
-    are read as their values then (the mu1 recipe), not as today's defaults."""
+    are read as their values then (the damped recipe), not as today's defaults."""
     from lenet5.training.trainer import RECIPES, saved_config
 
     old = {"epochs": 2, "seed": 0, "mu": 1.0, "train_size": 300}  # written before init/inputs/hessian_every
     full = saved_config(json.dumps(old))
-    assert {k: full[k] for k in RECIPES["mu1"]} == RECIPES["mu1"]
+    assert {k: full[k] for k in RECIPES["damped"]} == RECIPES["damped"]
     assert TrainConfig(**full).variant == Variant()
 
 

@@ -105,10 +105,10 @@ def test_each_pass_is_evaluated_on_its_own_parameters_while_the_next_trains(mnis
     try:
         shown = []
         three = Trainer(TrainConfig(epochs=3, **config), data, tmp_path / "three", progress=False,
-                        log=shown.append, evaluate_beside=True)
+                        log=shown.append, evaluate_concurrently=True)
         history = three.run()
         one_core = Trainer(TrainConfig(epochs=3, **config), data, tmp_path / "one-core", progress=False,
-                           log=lambda s: None, evaluate_beside=False)  # (--threads 1)
+                           log=lambda s: None, evaluate_concurrently=False)  # (--threads 1)
         one_core_history = one_core.run()
     finally:
         lenet5.training.trainer.error_pct = real
@@ -141,7 +141,7 @@ def test_a_pass_saved_before_its_evaluation_finished_resumes_to_the_same_run(mni
         raise Crash
     monkeypatch.setattr(lenet5.training.trainer._EVALUATOR, "submit", die)
     with pytest.raises(Crash):
-        Trainer(config, data, tmp_path / "b", evaluate_beside=True, **quiet).run()
+        Trainer(config, data, tmp_path / "b", evaluate_concurrently=True, **quiet).run()
     monkeypatch.undo()
     net, state = LeNet5.load(tmp_path / "b" / "checkpoint.npz", with_state=True)
     pending = json.loads(str(state["state.pending_row"]))

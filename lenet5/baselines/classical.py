@@ -20,7 +20,7 @@ k-nearest neighbours (paper: "K-NN Euclidean", 5.0%)
     second-degree polynomial, a superset of both: 1 + 40 + 820 = 861 features. Components are
     whitened (divided by the square root of their eigenvalue) so the products are O(1); the
     linear layer is the least-squares fit (numpy lstsq, i.e. the pseudo-inverse) to one-hot
-    targets; the class is the argmax. Also reported, as the other reading of "quadratic
+    targets; the class is the argmax. Also reported, as the other interpretation of "quadratic
     classifier": per-class Gaussians with full covariance in the same 40-d space (QDA: class
     prior from its frequency, the class with the highest log posterior wins).
 

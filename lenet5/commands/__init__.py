@@ -12,7 +12,7 @@ def add_variant_arguments(parser, defaults=PAPER):
         default = getattr(defaults, name)
         if default != getattr(PAPER, name):
             parser.add_argument(f"--{name}", choices=tuple(choices), default=default,
-                                help=f"{meanings} (default {default}; the print: {getattr(PAPER, name)})")
+                                help=f"{meanings} (default {default}; the paper: {getattr(PAPER, name)})")
             continue
         if name == "output":  # (None: the architecture's own, see variant_arguments)
             parser.add_argument("--output", choices=tuple(choices), default=None,

@@ -32,7 +32,7 @@ def register(sub):
                    "instead of training them again, and resume interrupted ones from their "
                    "checkpoints, e.g. after Ctrl-C or a crash, or to redraw a report")
     p.add_argument("--rates-only", action="store_true",
-                   help="sdlm: only the pass-1 rate screen of every reading (seconds each), no "
+                   help="sdlm: only the pass-1 rate screen of every interpretation (seconds each), no "
                    "training runs")
     p.add_argument("--only", help="fig9: train only these comma-separated row groups (classical, lenet1, "
                    "lenet4, boosted) and keep the other rows from the earlier results/fig9/results.json")

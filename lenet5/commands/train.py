@@ -40,7 +40,7 @@ ONLY_WITH = {
            "schedule (tune it with --mu)"),
     "mu": ("optimizer", "sdlm", "SDLM's damping; sgd steps by --lr"),
     "j": ("loss", "map", "the MAP criterion's constant"),
-    "subsample": ("optimizer", "sdlm", "a reading of SDLM's step on the subsampling coefficient"),
+    "subsample": ("optimizer", "sdlm", "how SDLM steps the subsampling coefficient"),
     "gn_seed": ("optimizer", "sdlm", "SDLM's Hessian seed"),
     "hessian_every": ("optimizer", "sdlm", "how often SDLM re-estimates its Hessian"),
 }
@@ -73,7 +73,7 @@ def register(sub):
                    help="add N randomly distorted copies of the training images, made once "
                    "(the paper's distorted run: 540000); passes stay the size of the training set")
     add_variant_arguments(p, DEFAULTS.variant)
-    add_sdlm_reading_arguments(p)
+    add_sdlm_choice_arguments(p)
     p.set_defaults(**{name: None for name in VARIANT_CHOICES})  # None: not given
     p.add_argument("--dtype", choices=("float32", "float64"), help="floating point type (default float32)")
     p.add_argument("--data-dir",
@@ -93,17 +93,18 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def add_sdlm_reading_arguments(p):
-    """Issue 14's readings of what the paper leaves open about SDLM (lenet5.training.trainer)."""
-    g = p.add_argument_group(f"SDLM readings (issue 14; defaults: the {DEFAULT_RECIPE} recipe)")
+def add_sdlm_choice_arguments(p):
+    """The choices the paper leaves open about SDLM (lenet5.training.trainer)."""
+    g = p.add_argument_group(f"SDLM choices the paper leaves open (defaults: the {DEFAULT_RECIPE} recipe)")
     recipes = "; ".join(f"{name}: " + ", ".join(f"{flag(k)} {v}" for k, v in values.items())
                         for name, values in RECIPES.items())
     g.add_argument("--recipe", choices=tuple(RECIPES),
                    help=f"a set of SDLM settings at once ({recipes}); flags given beside it win. "
-                   f"Default {DEFAULT_RECIPE}: the printed mu with the readings that make it train. "
-                   "mu1 is the recipe before issue 14 (the printed init and inputs, mu 1)")
+                   f"Default {DEFAULT_RECIPE}: the printed mu 0.02 with Lush's initial scale, "
+                   "inputs standardised to variance 1 and the Hessian re-estimated every 5,000 "
+                   "samples; damped: the printed init and inputs with the damping raised to mu 1")
     g.add_argument("--init", choices=INIT_SCALES,
-                   help=f"initial scale: paper +-2.4/F (the print); sqrt +-1/sqrt(F) for every "
+                   help=f"initial scale: paper +-2.4/F (as printed); sqrt +-1/sqrt(F) for every "
                    f"parameter; lush weights +-1/sqrt(F), biases 0, S2/S4 coefficients 0.5 "
                    f"(default {DEFAULTS.init})")
     g.add_argument("--subsample", choices=SUBSAMPLES,
@@ -116,7 +117,7 @@ def add_sdlm_reading_arguments(p):
                    "own diagonal, log-sum-exp included)")
     g.add_argument("--hessian-every", type=int, metavar="N",
                    help=f"also re-estimate SDLM's Hessian every N samples within a pass, N a "
-                   f"multiple of {CHUNK}; 0: once before each pass, the print (default "
+                   f"multiple of {CHUNK}; 0: once before each pass, as printed (default "
                    f"{DEFAULTS.hessian_every})")
 
 

@@ -29,7 +29,7 @@ from .paper import PAPER_TOTAL
 FORMAT_VERSION = 1
 MAP_J = 1.0  # default j of the MAP criterion; see README "Choices the paper left open"
 DTYPES = {"float32": np.float32, "float64": np.float64}
-INIT_SCALES = ("paper", "sqrt", "lush")  # LeNet5.init's readings of the initial scale (issue 14)
+INIT_SCALES = ("paper", "sqrt", "lush")  # the initial scales LeNet5.init offers
 LUSH_COEFF = 0.5  # Lush's initial subsampling coefficient
 
 
@@ -141,7 +141,7 @@ class LeNet5:
     def init(cls, seed=0, dtype=np.float32, prototypes=None, variant=PAPER, scale="paper"):
         """The paper's initialisation: every weight and bias uniform in [-2.4/F, 2.4/F], F the
         fan-in of the unit it feeds (4 for a subsampling coefficient: its 2x2 block).
-        scale (issue 14's readings, INIT_SCALES): "paper" that; "sqrt" every parameter uniform
+        scale (INIT_SCALES): "paper" that; "sqrt" every parameter uniform
         in +-1/sqrt(F) (Lush/EBLearn's bound); "lush" weights +-1/sqrt(F), biases 0 and
         subsampling coefficients 0.5 (Lush's defaults). Every scale makes the same random draws
         (only the bound differs, then "lush" sets its constants), so seeds correspond.

@@ -4,7 +4,7 @@ without the L1 penalty). Shows the learned alpha matrix beside Table I."""
 import numpy as np
 
 from ..core.architecture import C3_TABLE, LAYER, table_mask
-from .jobs import MU1_NOTE, mnist, per_pass, recipe
+from .jobs import DAMPED_NOTE, mnist, per_pass, recipe
 from .runner import TINY_TRAIN_SIZE, Job, log_prefixed
 
 L1_LAMBDA = 0.01
@@ -27,12 +27,12 @@ def jobs(opts):
     combos = "lenet5.experiments.connections:combinations_run"
     common = dict(data_dir=opts.data_dir, tiny=opts.tiny)
     return [
-        Job("table-sdlm", train, dict(config=recipe("mu1", seed=seed, epochs=opts.passes()),
+        Job("table-sdlm", train, dict(config=recipe("damped", seed=seed, epochs=opts.passes()),
                                       runs=str(opts.runs / "connections"), **common)),
         Job("full-sgd", combos, dict(epochs=opts.passes(), seed=seed, frozen=True, **common)),
         Job("learned-sgd", combos, dict(epochs=opts.passes(), seed=seed, **common)),
         Job("learned-l1-sgd", combos, dict(epochs=opts.passes(), seed=seed, lam=L1_LAMBDA, **common)),
-        Job("full-sdlm", train, dict(config=recipe("mu1", seed=seed, epochs=opts.passes(), c3="full"),
+        Job("full-sdlm", train, dict(config=recipe("damped", seed=seed, epochs=opts.passes(), c3="full"),
                                      runs=str(opts.runs / "connections"), **common)),
     ]
 
@@ -86,7 +86,7 @@ def report(results, opts):
         "(lenet5/combinations.py); compare them with the fully connected run under the same "
         "optimiser (alpha fixed), and the two SDLM runs with each other.",
     ]
-    return {"headline": headline, "table": table, "rows": rows, "notes": notes + [MU1_NOTE],
+    return {"headline": headline, "table": table, "rows": rows, "notes": notes + [DAMPED_NOTE],
             "data": {"alpha": alpha.tolist(), "alpha_l1": alpha_l1.tolist(),
                      "table_mask": mask.astype(int).tolist(),
                      "test_error_pct": test.tolist()}}

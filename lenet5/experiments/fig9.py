@@ -35,7 +35,7 @@ TINY_TEST_SIZE = 500
 CLASSICAL = ("knn", "pca-quadratic", "rbf")
 CNNS = ("lenet1", "lenet4")
 SEEDS = (0,)  # one seed by default (time); --seeds 0,1,2 for three
-# SDLM's damping for these softmax/cross-entropy networks. The mu1 recipe's mu = 1 was set
+# SDLM's damping for these softmax/cross-entropy networks. The damped recipe's mu = 1 was set
 # for LeNet-5's RBF/MAP criterion, whose curvature is ~10x larger: with it LeNet-1 underfits
 # (6.35% test error after 3 passes, 5.09% after 20). Measured on LeNet-1, 3 passes, seed 0:
 # mu 0.05 -> 2.43%, mu 0.02 (the paper's printed value) -> 2.18% but 13.4% after pass 1.
@@ -106,10 +106,10 @@ def classical_run(key, method, data_dir=None, tiny=False, seed=0):
 
 
 def cnn_config(arch, seed, epochs):
-    """The paper's protocol (SDLM, online, no distortions) for LeNet-1 or LeNet-4: the mu1
+    """The paper's protocol (SDLM, online, no distortions) for LeNet-1 or LeNet-4: the damped
     recipe's printed init and inputs and per-pass Hessian (what these rows were trained with,
-    jobs.MU1_NOTE), at mu = CNN_MU."""
-    return recipe("mu1", arch=arch, output="softmax", loss="ce", mu=CNN_MU, seed=seed, epochs=epochs)
+    jobs.DAMPED_NOTE), at mu = CNN_MU."""
+    return recipe("damped", arch=arch, output="softmax", loss="ce", mu=CNN_MU, seed=seed, epochs=epochs)
 
 
 def boosted_config(seed, member, epochs, originals):
@@ -357,14 +357,14 @@ def report(results, opts):
             "PCA + quadratic: the paper's classifier is 'a linear classifier with 821 inputs preceded "
             "by a module that computes all products of pairs of input variables' on the 40 principal "
             "components; we fit the full degree-2 polynomial (1 + 40 + 820 = 861 terms, a superset of "
-            "either reading of 821) by least squares, and also show per-class Gaussians (QDA) in the "
+            "either interpretation of 821) by least squares, and also show per-class Gaussians (QDA) in the "
             "same 40-d space."]
     notes.append("Cited rows are other experiments' committed results, not trained again here.")
     notes.append("LeNet-1 and LeNet-4: sizes as `lenet5 audit --arch lenet1|lenet4` prints them, "
                  "every inferred one stated in lenet5/architecture.py (LeNet-1: 2,578 parameters, "
                  "98,442 connections; LeNet-4: 50,698 parameters -- the paper's 17,000 cannot hold "
                  "its fully connected 120-unit layer -- and 262,306 connections).")
-    notes.append(f"LeNet-1 and LeNet-4 (and the boosted LeNet-4s) train with the `mu1` recipe's "
+    notes.append(f"LeNet-1 and LeNet-4 (and the boosted LeNet-4s) train with the `damped` recipe's "
                  "printed initialisation and inputs and per-pass Hessian, at SDLM's damping "
                  f"mu = {CNN_MU} (the recipe's mu = 1 was set for LeNet-5's RBF/MAP criterion, whose "
                  "curvature is about ten times larger). Measured on LeNet-1, seed 0: mu 1 gives 6.35% "

@@ -8,18 +8,18 @@ import numpy as np
 
 from .runner import TINY_TRAIN_SIZE, log_prefixed
 
-# The experiments whose committed results were trained with the recipe before issue 14 pin it
-# (lenet5.training.trainer.RECIPES["mu1"]: the printed init and inputs, h before each pass, mu = 1), so
-# running them again reproduces those results; their reports say so (MU1_NOTE).
-MU1_NOTE = ("Trained with the `mu1` recipe (`lenet5 train --recipe mu1`: the printed initialisation "
-            "and inputs, the Hessian before each pass, mu = 1), the default before issue 14; the "
-            "default now is `mu0.02` (README, \"Choices the paper left open\").")
+# The experiments whose committed results were trained with the damped recipe pin it
+# (lenet5.training.trainer.RECIPES["damped"]: the printed init and inputs, h before each pass,
+# mu = 1), so running them again reproduces those results; their reports say so (DAMPED_NOTE).
+DAMPED_NOTE = ("Trained with the `damped` recipe (`lenet5 train --recipe damped`: the printed "
+               "initialisation and inputs, the Hessian before each pass, mu = 1); `lenet5 train` "
+               "defaults to `standardised` (README, \"Choices the paper left open\").")
 
 
-# Each run evaluates its passes beside the next one although its process has one Numba thread:
+# Each run evaluates a pass while the next one trains, although its process has one Numba thread:
 # the evaluation threads fill the cores that stand idle while the last jobs finish (the suite
 # at --epochs 2 --seeds 0: 384-386 s with, 399 s without; results/README.md).
-EVALUATE_BESIDE = True
+EVALUATE_CONCURRENTLY = True
 
 def default_recipe_note():
     """The line saying a report's runs used TrainConfig's defaults (the default recipe)."""
@@ -27,7 +27,7 @@ def default_recipe_note():
 
     settings = ", ".join(f"{k} {v}" for k, v in RECIPES[DEFAULT_RECIPE].items())
     return (f"Trained with the default recipe `{DEFAULT_RECIPE}` ({settings}); results with the "
-            "recipe before issue 14, `--recipe mu1`, are in the README.")
+            "`damped` recipe (`--recipe damped`) are in the README.")
 
 
 def recipe(name, **settings):
@@ -70,7 +70,7 @@ def train_into(out, config, data, reuse, log):
     net, state = saved_run(out / "checkpoint.npz", settings, log) if reuse else (None, None)
     started = time.perf_counter()
     trainer = Trainer(settings, data, out, net=net, state=state, progress=False, log=log,
-                      evaluate_beside=EVALUATE_BESIDE)
+                      evaluate_concurrently=EVALUATE_CONCURRENTLY)
     history = trainer.run(overwrite=state is None)
     return trainer, history, round(time.perf_counter() - started, 1)
 

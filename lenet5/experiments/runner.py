@@ -341,7 +341,7 @@ def write_results(name, opts, report, seconds, runs_seconds=0.0):
     return folder
 
 
-SUITE_TIME = "suite-time.md"  # the suite's wall time, before and after (issue 12), kept by hand
+SUITE_TIME = "suite-time.md"  # the suite's measured wall time, kept by hand
 
 
 def write_index(results_dir):

@@ -1,8 +1,8 @@
-"""`sdlm`: SDLM at the paper's printed mu = 0.02, reading by reading (issue 14).
+"""`sdlm`: SDLM at the paper's printed mu = 0.02, one interpretation at a time.
 
 Section III: with mu = 0.02 "the resulting effective learning rates during the first pass
 varied between approximately 7e-5 and 0.016 over the set of parameters" (eta_k =
-epsilon / (mu + h_kk), epsilon = 5e-4 in pass 1). For each reading of what the paper leaves
+epsilon / (mu + h_kk), epsilon = 5e-4 in pass 1). For each interpretation of what the paper leaves
 open (lenet5.training.trainer: --init, --subsample, --gn-seed, --hessian-every, --inputs) this screens the pass-1
 rates per layer -- the trainer's own pass-1 Hessian sample, computed in float64 -- and, unless
 --rates-only, trains 20 passes at mu = 0.02 over 3 seeds with the paper's epsilon schedule.
@@ -19,18 +19,18 @@ from .jobs import mean_range, mnist, train_run
 from .runner import TINY_TRAIN_SIZE, Job
 
 PAPER_RANGE = (7e-5, 0.016)  # Section III, the pass-1 effective rates at mu = 0.02
-WINDOW = 2.0  # the issue's rule: the range's ends within a factor 2 of the paper's
+WINDOW = 2.0  # the selection rule: the range's ends within a factor 2 of the paper's
 CAP_MARGIN = 1.1  # "at the cap": eta >= (epsilon / mu) / 1.1, i.e. h < mu / 10
 SEEDS = (0, 1, 2)
 RATE_SEED = 0
 LAYERS = ("C1", "S2", "C3", "S4", "C5", "F6")
 BINS = np.logspace(-6, -1, 51)  # log-spaced rate bins for the figure
-# every reading is the print (these settings, whatever TrainConfig's defaults) with overrides
-PRINT = {"mu": PAPER_MU, "init": "paper", "inputs": "paper", "subsample": "sum", "gn_seed": "2",
+# every interpretation is the paper as printed (these settings, whatever TrainConfig's defaults) with overrides
+AS_PRINTED = {"mu": PAPER_MU, "init": "paper", "inputs": "paper", "subsample": "sum", "gn_seed": "2",
          "hessian_every": 0}
-# key -> (what it reads, overrides of PRINT); the first is the paper as printed
-READINGS = {
-    "paper": ("the print: init +-2.4/F, subsampling sum, GN seed 2, h before each pass", {}),
+# key -> (what it reads, overrides of AS_PRINTED); the first is the paper as printed
+INTERPRETATIONS = {
+    "paper": ("as printed: init +-2.4/F, subsampling sum, GN seed 2, h before each pass", {}),
     "gn=1": ("GN seed 1 (Lush's 1/2 ||x-p||^2)", {"gn_seed": "1"}),
     "average": ("subsampling read as the block's average", {"subsample": "average"}),
     "sqrt": ("init +-1/sqrt(F) for every parameter", {"init": "sqrt"}),
@@ -48,24 +48,24 @@ READINGS = {
     "lush,unit,h5000": ("init lush, unit inputs, h re-estimated every 5,000 samples",
                         {"init": "lush", "inputs": "unit", "hessian_every": 5000}),
 }
-# the readings trained for 20 passes over SEEDS (every reading's rates are screened); the first
+# the interpretations trained for 20 passes over SEEDS (every interpretation's rates are screened); the first
 # study's runs of the others are in STUDY
 TRAINED = ("sqrt,gn=exact", "lush,h5000", "lush,unit", "lush,unit,h5000")
 STUDY = "twenty-passes.md"  # the study's 20-pass table, kept beside the generated README
 RATE_FIELDS = ("min", "p1", "median", "max", "cap_pct", "above_paper_pct")
 
 
-def reading_config(overrides, seed=RATE_SEED, tiny=False):
-    """TrainConfig fields of a reading at the paper's mu."""
-    config = dict(PRINT, **overrides, seed=seed)
+def interpretation_config(overrides, seed=RATE_SEED, tiny=False):
+    """TrainConfig fields of an interpretation at the paper's mu."""
+    config = dict(AS_PRINTED, **overrides, seed=seed)
     if tiny:
         config["train_size"] = TINY_TRAIN_SIZE
     return config
 
 
 def pass1_rates(config, data):
-    """(net, h, eta, free) of a reading's untrained network: the pass-1 Hessian diagonal and
-    effective rates in the reading's parametrisation, from the trainer's own pass-1 Hessian
+    """(net, h, eta, free) of an interpretation's untrained network: the pass-1 Hessian diagonal and
+    effective rates in the interpretation's parametrisation, from the trainer's own pass-1 Hessian
     sample, in float64; `free` masks the parameters training changes."""
     from ..training.trainer import TrainConfig, Trainer
 
@@ -96,7 +96,7 @@ def rate_summary(eta, cap):
 
 
 def rate_screen(key, config, data_dir=None):
-    """Job: the pass-1 rate range of one reading, per layer and over all free parameters."""
+    """Job: the pass-1 rate range of one interpretation, per layer and over all free parameters."""
     from ..training.trainer import sdlm_epsilon
 
     net, h, eta, free = pass1_rates(config, mnist(data_dir))
@@ -108,8 +108,8 @@ def rate_screen(key, config, data_dir=None):
     return out
 
 
-def train_reading(key, config, runs, data_dir=None, tiny=False, reuse=False):
-    """Job: 20 passes of one reading and seed; a diverged run is a result (what it reached)."""
+def train_interpretation(key, config, runs, data_dir=None, tiny=False, reuse=False):
+    """Job: 20 passes of one interpretation and seed; a diverged run is a result (what it reached)."""
     try:
         return train_run(key, config, runs, data_dir=data_dir, tiny=tiny, reuse=reuse)
     except Lenet5Error as e:
@@ -122,12 +122,12 @@ def train_reading(key, config, runs, data_dir=None, tiny=False, reuse=False):
 
 def jobs(opts):
     out = [Job(f"rates/{key}", "lenet5.experiments.sdlm:rate_screen",
-               dict(config=reading_config(overrides, tiny=opts.tiny), data_dir=opts.data_dir))
-           for key, (_, overrides) in READINGS.items()]
+               dict(config=interpretation_config(overrides, tiny=opts.tiny), data_dir=opts.data_dir))
+           for key, (_, overrides) in INTERPRETATIONS.items()]
     if opts.rates_only:
         return out
-    return out + [Job(f"train/{key}/seed{seed}", "lenet5.experiments.sdlm:train_reading",
-                      dict(config=dict(reading_config(READINGS[key][1], seed), epochs=opts.passes()),
+    return out + [Job(f"train/{key}/seed{seed}", "lenet5.experiments.sdlm:train_interpretation",
+                      dict(config=dict(interpretation_config(INTERPRETATIONS[key][1], seed), epochs=opts.passes()),
                            runs=str(opts.runs / "sdlm"), data_dir=opts.data_dir, tiny=opts.tiny))
                   for key in TRAINED for seed in opts.seed_list(SEEDS)]
 
@@ -151,7 +151,7 @@ def report(results, opts):
     fmt = "{:.2e}".format
     lines = [f"Pass-1 effective rates at mu = {PAPER_MU} (the paper: {PAPER_RANGE[0]:g} .. "
              f"{PAPER_RANGE[1]:g}); 'in window' = min and max within {WINDOW:g}x of the paper's.", "",
-             "| reading | layer | min | 1st pct | median | max | at cap % | > 0.016 % | in window |",
+             "| interpretation | layer | min | 1st pct | median | max | at cap % | > 0.016 % | in window |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     rows = []
     for key, r in rates.items():
@@ -160,34 +160,35 @@ def report(results, opts):
             name = key if layer == "all" else ""
             lines.append(f"| {name} | {layer} | {fmt(s['min'])} | {fmt(s['p1'])} | {fmt(s['median'])} | "
                          f"{fmt(s['max'])} | {s['cap_pct']:.1f} | {s['above_paper_pct']:.1f} | {window} |")
-            rows.append(dict({"reading": key, "layer": layer}, **{f: s[f] for f in RATE_FIELDS}))
+            rows.append(dict({"interpretation": key, "layer": layer}, **{f: s[f] for f in RATE_FIELDS}))
     trained = {}
     for key, r in results.items():
         if key.startswith("train/"):
-            _, reading, _ = key.split("/")
-            trained.setdefault(reading, []).append(r)
+            _, interpretation, _ = key.split("/")
+            trained.setdefault(interpretation, []).append(r)
     passes = opts.passes()
     if trained:
         lines += ["", f"Training at mu = {PAPER_MU}, {passes} pass(es), the paper's epsilon schedule:", "",
-                  "| reading | seeds | stable | test error % after the last pass | training error % | "
+                  "| interpretation | seeds | stable | test error % after the last pass | training error % | "
                   "pass-1 loss |", "|---|---|---|---:|---:|---:|"]
-    for reading, runs in trained.items():
+    for interpretation, runs in trained.items():
         verdicts = [stability(r["history"], passes) for r in runs]
         done = [r for r, v in zip(runs, verdicts) if not v.startswith("diverged")]
         test = mean_range([r["history"][-1]["test_error_pct"] for r in done]) if done else "-"
         train = mean_range([r["history"][-1]["train_error_pct"] for r in done]) if done else "-"
         first = ", ".join(f"{r['history'][0]['train_loss']:.2f}" if r["history"] else "-" for r in runs)
-        lines.append(f"| {reading} | {len(runs)} | {sum(v == 'stable' for v in verdicts)}/{len(runs)} | "
+        lines.append(f"| {interpretation} | {len(runs)} | {sum(v == 'stable' for v in verdicts)}/{len(runs)} | "
                      f"{test} | {train} | {first} |")
         for r, v in zip(runs, verdicts):
             last = r["history"][-1] if r["history"] else {}
-            rows.append({"reading": reading, "layer": "training", "seed": r["config"]["seed"], "stability": v,
+            rows.append({"interpretation": interpretation, "layer": "training", "seed": r["config"]["seed"],
+                         "stability": v,
                          "test_error_pct": last.get("test_error_pct"),
                          "train_error_pct": last.get("train_error_pct")})
     closest = min(rates, key=lambda k: abs(np.log(rates[k]["all"]["min"] / PAPER_RANGE[0]))
                   + abs(np.log(rates[k]["all"]["max"] / PAPER_RANGE[1])))
     inside = [k for k in rates if within_window(rates[k]["all"])]
-    headline = (f"pass-1 rates at mu = {PAPER_MU}: {len(inside)} of {len(rates)} readings within "
+    headline = (f"pass-1 rates at mu = {PAPER_MU}: {len(inside)} of {len(rates)} interpretations within "
                 f"{WINDOW:g}x of the paper's {PAPER_RANGE[0]:g}..{PAPER_RANGE[1]:g}"
                 + (f" ({', '.join(inside)})" if inside else "")
                 + f"; closest: {closest} ({fmt(rates[closest]['all']['min'])}..{fmt(rates[closest]['all']['max'])})")
@@ -196,7 +197,7 @@ def report(results, opts):
              f"{RATE_SEED}'s untrained network; free parameters only (C3's unconnected kernels left "
              f"out); 'at cap' = eta >= (epsilon/mu)/{CAP_MARGIN:g}, i.e. h < mu/10. With --subsample "
              "average the coefficient's h and eta are the average's (h 16x smaller).",
-             "A reading's h every N samples does not change the pass-1 rates (the same first estimate).",
+             "An interpretation's h every N samples does not change the pass-1 rates (the same first estimate).",
              "'Stable' = the run finished and its mean training loss never rose from one pass to "
              "the next.",
              "unit inputs: the network standardises its input, (x - mean) / std with the padded "
@@ -208,22 +209,22 @@ def report(results, opts):
     if picked:
         headline += f"; 20 passes: {picked[0]} ({picked[1]:.2f}% mean test error)"
     if (Path(opts.results) / "sdlm" / STUDY).exists():
-        notes.append(f"20-pass runs at mu = {PAPER_MU} of the first study of these readings, with the "
+        notes.append(f"20-pass runs at mu = {PAPER_MU} of the first study of these interpretations, with the "
                      f"`lenet5 train` command of each row: [{STUDY}]({STUDY}).")
     return {"headline": headline, "table": "\n".join(lines), "rows": rows, "notes": notes,
             "figures": {}, "data": {k: r for k, r in rates.items()}}
 
 
 def rule_pick(rates, trained, passes):
-    """Issue 14's rule for the default: of the readings that train stably at mu = 0.02 on
+    """The selection rule for the default: of the interpretations that train stably at mu = 0.02 on
     every seed and put the pass-1 range within WINDOW of the paper's, the lowest mean test
-    error (the readings are all the print plus overrides, so each is as close to it as its
-    overrides are few). (reading, its mean test error %), or None when no reading qualifies."""
+    error (the interpretations are all the printed settings plus overrides, so each is as close to it as its
+    overrides are few). (interpretation, its mean test error %), or None when no interpretation qualifies."""
     eligible = {}
-    for reading, runs in trained.items():
-        if reading in rates and within_window(rates[reading]["all"]) and runs and all(
+    for interpretation, runs in trained.items():
+        if interpretation in rates and within_window(rates[interpretation]["all"]) and runs and all(
                 stability(r["history"], passes) == "stable" for r in runs):
-            eligible[reading] = float(np.mean([r["history"][-1]["test_error_pct"] for r in runs]))
+            eligible[interpretation] = float(np.mean([r["history"][-1]["test_error_pct"] for r in runs]))
     if not eligible:
         return None
     pick = min(eligible, key=eligible.get)
@@ -235,13 +236,13 @@ def decision_notes(picked, trained):
     from ..training.trainer import DEFAULT_RECIPE, RECIPES
 
     if picked is None:
-        return ["The issue's rule finds no reading that is stable on every seed with its pass-1 "
+        return ["The selection rule finds no interpretation that is stable on every seed with its pass-1 "
                 "range within 2x of the paper's."]
     pick, mean = picked
-    notes = [f"The issue's rule (stable at mu = {PAPER_MU} on every seed, pass-1 range within "
+    notes = [f"The selection rule (stable at mu = {PAPER_MU} on every seed, pass-1 range within "
              f"{WINDOW:g}x of the paper's, then the lowest mean test error) picks {pick} "
              f"({mean:.2f}% mean test error): "
-             + (f"the default recipe, `{DEFAULT_RECIPE}`." if pick == default_reading() else
+             + (f"the default recipe, `{DEFAULT_RECIPE}`." if pick == default_interpretation() else
                 f"NOT the default recipe `{DEFAULT_RECIPE}` ({RECIPES[DEFAULT_RECIPE]}).")]
     from_curves = [r for runs in trained.values() for r in runs if r.get("from")]
     if from_curves:
@@ -250,13 +251,13 @@ def decision_notes(picked, trained):
     return notes
 
 
-def default_reading():
-    """The reading whose settings are the default recipe's, or None."""
+def default_interpretation():
+    """The interpretation whose settings are the default recipe's, or None."""
     from ..training.trainer import DEFAULT_RECIPE, RECIPES
 
     recipe = RECIPES[DEFAULT_RECIPE]
-    for key, (_, overrides) in READINGS.items():
-        if all(dict(PRINT, **overrides).get(k) == v for k, v in recipe.items()):
+    for key, (_, overrides) in INTERPRETATIONS.items():
+        if all(dict(AS_PRINTED, **overrides).get(k) == v for k, v in recipe.items()):
             return key
     return None
 
@@ -264,8 +265,8 @@ def default_reading():
 def figures(results, opts, folder, plt):
     hists = {k.split("/", 1)[1]: [r["layers"][layer]["histogram"] for layer in LAYERS]
              for k, r in results.items() if k.startswith("rates/")}
-    default = default_reading()
-    rates = {}  # a reading whose pass-1 rates equal an earlier one's is drawn once
+    default = default_interpretation()
+    rates = {}  # an interpretation whose pass-1 rates equal an earlier one's is drawn once
     for k, r in results.items():
         key = k.split("/", 1)[1]
         if k.startswith("rates/") and all(hists[key] != hists[drawn] for drawn in rates):
@@ -291,5 +292,5 @@ def figures(results, opts, folder, plt):
     fig.suptitle(f"SDLM pass-1 rates at mu = {PAPER_MU} per layer; green: the paper's range")
     fig.tight_layout()
     save_figure_atomic(fig, folder / "rates.png")
-    return {"rates.png": "Distribution of the pass-1 effective rates per layer, one line per reading "
-            "(readings with the same pass-1 rates drawn once); the green band is the paper's 7e-5 .. 0.016."}
+    return {"rates.png": "Distribution of the pass-1 effective rates per layer, one line per interpretation "
+            "(interpretations with the same pass-1 rates drawn once); the green band is the paper's 7e-5 .. 0.016."}

@@ -11,7 +11,7 @@ Each figure is also given as a fraction of its ceiling (lenet5.perf.ceiling): th
 numpy matrix multiply's FLOP rate would allow for the network's FLOP per sample, at 1 thread
 for the online and Hessian figures, at the batch drivers' thread count for the others.
 
-Only figures taken in the same session are comparable: the machines are noisy.
+Only figures taken in the same run are comparable: the machines are noisy.
 """
 import argparse
 import datetime
@@ -78,8 +78,8 @@ def implied_protocol(sdlm_rate, hessian_rate, infer_rate, threads):
     pass but the last runs on another core while the next pass trains (lenet5.training.trainer), so it
     adds only what it takes beyond the pass; the last one runs alone on every core."""
     train = PASS / sdlm_rate + HESSIANS * HESSIAN_SAMPLES / hessian_rate
-    beside = EVAL / (infer_rate / max(threads, 1))  # one core's share of the batch rate
-    return PASSES * train + (PASSES - 1) * max(0.0, beside - train) + EVAL / infer_rate
+    concurrent = EVAL / (infer_rate / max(threads, 1))  # one core's share of the batch rate
+    return PASSES * train + (PASSES - 1) * max(0.0, concurrent - train) + EVAL / infer_rate
 
 def add_arguments(p):
     p.add_argument("--quick", action="store_true", help="about 2 s per figure instead of 6")
@@ -451,7 +451,7 @@ def run(args):
         print(f"{'single image, median after warm-up':<42}{dtype_name:<9}"
               f"forward {latency['latency_forward_us']:.1f} us, forward+backward "
               f"{latency['latency_fwd_bwd_us']:.1f} us")
-        what = f"20 x: 60k SDLM + {HESSIANS} x 500 Hessian, 70k eval beside"
+        what = f"20 x: 60k SDLM + {HESSIANS} x 500 Hessian, 70k eval concurrently"
         print(f"{'  => paper protocol (' + what + ')':<62}{protocol:>8.0f} s")
     med, lo, hi, _ = distortion_figure(mode, repeats)
     result.update(distort=med, distort_min=lo, distort_max=hi)

@@ -27,21 +27,22 @@ from .rundir import RunLock, check_writable, claim, reason
 
 # Appendix C: eta_k = epsilon / (mu + h_kk), h re-estimated on 500 samples before each pass.
 PAPER_MU = 0.02  # the paper's printed damping
-# The training recipes (issue 14; README "Choices the paper left open"): the TrainConfig
-# defaults are RECIPES[DEFAULT_RECIPE]; `lenet5 train --recipe mu1` runs the other.
-# "mu0.02": the printed mu = 0.02 with the readings the issue's rule picks (the reading closest
-#   to the print that runs mu = 0.02 and puts the pass-1 rates within 2x of the paper's 7e-5 ..
-#   0.016): Lush's initial scale, inputs standardised to variance 1, and the Hessian re-estimated
-#   every 5,000 samples (with it only before each pass, pass 2 blows up).
-# "mu1": the recipe before issue 14: the printed init and inputs, h before each pass, and mu = 1
-#   (at mu = 0.02 that init diverges in the first 500 samples); 1.02/1.12/1.16% at seeds 0/1/2.
+# The training recipes (README "Choices the paper left open"), each named by what it changes:
+# the TrainConfig defaults are RECIPES[DEFAULT_RECIPE]; `lenet5 train --recipe NAME` picks one.
+# "standardised": the printed mu = 0.02 with the choices the sdlm experiment's selection rule
+#   picks (the interpretation closest to the printed settings that runs at mu = 0.02 and puts the
+#   pass-1 rates within 2x of the paper's 7e-5 .. 0.016): Lush's initial scale, inputs
+#   standardised to variance 1, and the Hessian re-estimated every 5,000 samples (with it only
+#   before each pass, pass 2 blows up).
+# "damped": the printed init and inputs, h before each pass, and the damping raised to mu = 1
+#   (at mu = 0.02 that init diverges in the first 500 samples).
 # A setting missing from an older checkpoint's config did not exist when it was written, so it
-# had its "mu1" value then (saved_config).
+# had its "damped" value then (saved_config).
 RECIPES = {
-    "mu0.02": {"mu": PAPER_MU, "init": "lush", "inputs": "unit", "hessian_every": 5000},
-    "mu1": {"mu": 1.0, "init": "paper", "inputs": "paper", "hessian_every": 0},
+    "standardised": {"mu": PAPER_MU, "init": "lush", "inputs": "unit", "hessian_every": 5000},
+    "damped": {"mu": 1.0, "init": "paper", "inputs": "paper", "hessian_every": 0},
 }
-DEFAULT_RECIPE = "mu0.02"
+DEFAULT_RECIPE = "standardised"
 _DEFAULT = RECIPES[DEFAULT_RECIPE]
 HESSIAN_SAMPLES = 500
 # epsilon by pass (1-based): 0.0005 for passes 1-2, 0.0002 for 3-5, 0.0001 for 6-8,
@@ -49,7 +50,7 @@ HESSIAN_SAMPLES = 500
 EPSILON_SCHEDULE = ((2, 5e-4), (5, 2e-4), (8, 1e-4), (12, 5e-5))
 EPSILON_FINAL = 1e-5
 
-# Issue 14's readings of what the paper leaves open about SDLM (TrainConfig fields, recorded in
+# The choices the paper leaves open about SDLM (TrainConfig fields, recorded in
 # the checkpoint's state.config; none changes what a trained network computes):
 # init       LeNet5.init's scale: "paper" +-2.4/F | "sqrt" +-1/sqrt(F) | "lush" (see there)
 # subsample  "sum": S2/S4's coefficient multiplies the 2x2 block's sum (the stored parameter
@@ -97,7 +98,7 @@ class TrainConfig:
     activation: str = "scaled-tanh"
     output: str = "rbf"
     inputs: str = _DEFAULT["inputs"]
-    # issue 14's readings of SDLM (see SUBSAMPLES above; defaults: RECIPES[DEFAULT_RECIPE])
+    # the open choices of SDLM (see SUBSAMPLES above; defaults: RECIPES[DEFAULT_RECIPE])
     init: str = _DEFAULT["init"]
     subsample: str = "sum"
     gn_seed: str = "2"
@@ -116,7 +117,7 @@ class TrainConfig:
         if self.optimizer == "sdlm" and self.batch_size != 1:
             raise Lenet5Error("sdlm is the paper's online method: use --batch-size 1")
         self._check_numbers()
-        self._check_readings()
+        self._check_sdlm_choices()
         if self.distortions < 0:
             raise Lenet5Error("--distortions must be >= 0")
         if self.distortions and self.batch_size != 1:
@@ -124,8 +125,8 @@ class TrainConfig:
         if self.dtype not in DTYPES:
             raise Lenet5Error(f"unknown dtype {self.dtype!r}: choose float32 or float64")
 
-    def _check_readings(self):
-        """Issue 14's readings: known choices, each used only where it means something."""
+    def _check_sdlm_choices(self):
+        """The open SDLM choices: known values, each used only where it means something."""
         for name, allowed in (("init", INIT_SCALES), ("subsample", SUBSAMPLES), ("gn_seed", GN_SEEDS)):
             if getattr(self, name) not in allowed:
                 raise Lenet5Error(f"unknown {name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
@@ -170,9 +171,9 @@ class TrainConfig:
 
 def saved_config(text):
     """A checkpoint's state.config (JSON) as a dict, settings added since it was written
-    (e.g. arch, inputs) filled in with the values they had before they existed (the "mu1"
+    (e.g. arch, inputs) filled in with the values they had before they existed (the "damped"
     recipe's, else the default), which is what it was trained with."""
-    before = dict(json.loads(json.dumps(asdict(TrainConfig()))), **RECIPES["mu1"])
+    before = dict(json.loads(json.dumps(asdict(TrainConfig()))), **RECIPES["damped"])
     return dict(before, **json.loads(str(text)))
 
 
@@ -195,7 +196,7 @@ def hessian_estimate(net, images, rng, gn_seed="2", loss=None, j=MAP_J):
 
 
 def sdlm_rates(config, hess, epsilon):
-    """(h, eta) in the reading's own parametrisation, and the step of the stored parameters:
+    """(h, eta) in the chosen parametrisation, and the step of the stored parameters:
     h = r^2 h_stored, eta = epsilon / (mu + h), eta_stored = r^2 eta, with r = 1/4 for the
     subsampling coefficients read as an average (c_s = c_a / 4), else 1."""
     if config.subsample == "sum":
@@ -302,9 +303,9 @@ class Trainer:
     """Runs epochs, writes metrics and checkpoints into `out_dir`."""
 
     def __init__(self, config, data, out_dir, net=None, state=None, log=print, progress=True,
-                 evaluate_beside=None):
-        """evaluate_beside: evaluate each pass but the last on a second thread while the next
-        pass trains (_save_then_evaluate_beside); None: when Numba may use 2 threads or more
+                 evaluate_concurrently=None):
+        """evaluate_concurrently: evaluate each pass but the last on a second thread while the next
+        pass trains (_save_then_evaluate_concurrently); None: when Numba may use 2 threads or more
         (`lenet5 train --threads 1`, and each process of `lenet5 experiment`, keep to one core)."""
         config.check()
         self.config = config
@@ -342,7 +343,7 @@ class Trainer:
         self.eta = state.get("state.eta")
         self.epoch_losses = state.get("state.epoch_losses")
         self.epoch_seconds = float(state.get("state.epoch_seconds", 0.0))
-        # the last pass, saved before its evaluation finished (see _save_then_evaluate_beside)
+        # the last pass, saved before its evaluation finished (see _save_then_evaluate_concurrently)
         self.pending = (PendingPass(json.loads(str(state["state.pending_row"])))
                         if "state.pending_row" in state else None)
         # the untrained network's mean loss: the yardstick of a loss blow-up
@@ -352,7 +353,7 @@ class Trainer:
         self.saved, self.saved_at = None, None  # what of this run is on disk: text, (epoch, position)
         self.phase = "setting up"
         self.bar = None  # the progress bar of the pass in progress
-        self.evaluate_beside = evaluate_beside
+        self.evaluate_concurrently = evaluate_concurrently
 
     # ---------------------------------------------------------------- state
     @property
@@ -363,7 +364,7 @@ class Trainer:
         state = {"state.config": json.dumps(asdict(self.config)),
                  "state.history": json.dumps(self.history),
                  "state.epoch": self.epoch, "state.position": self.position if mid_epoch else 0}
-        if self.pending is not None:  # (only at the end of a pass: see _save_then_evaluate_beside)
+        if self.pending is not None:  # (only at the end of a pass: see _save_then_evaluate_concurrently)
             state["state.pending_row"] = json.dumps(self.pending.row)
         if mid_epoch:
             state.update({"state.eta": self.eta, "state.epoch_losses": self.epoch_losses,
@@ -453,7 +454,7 @@ class Trainer:
 
     def pass_rates(self, epoch=1):
         """(h, eta) of every parameter (theta's layout; fixed ones too: mask them with
-        net.fixed_mask()), in the reading's parametrisation, that pass `epoch` would start
+        net.fixed_mask()), in the chosen parametrisation, that pass `epoch` would start
         with if it began now (its own Hessian sample); for the sdlm experiment."""
         rng = self._epoch_rng(epoch)
         if self.source is None:
@@ -577,15 +578,15 @@ class Trainer:
         row = {"epoch": epoch, "lr": self.lr, "train_loss": float(np.mean(self.epoch_losses, dtype=np.float64)),
                "seconds": round(seconds, 3), "samples_per_s": round(n / seconds, 1)}
         self._finish_pending()
-        beside = self.evaluate_beside if self.evaluate_beside is not None else nb.get_num_threads() > 1
-        if beside and epoch < cfg.epochs and not self._stop:
-            self._save_then_evaluate_beside(row)
+        concurrent = self.evaluate_concurrently if self.evaluate_concurrently is not None else nb.get_num_threads() > 1
+        if concurrent and epoch < cfg.epochs and not self._stop:
+            self._save_then_evaluate_concurrently(row)
         else:
             self._evaluate_then_save(row)
         if self._stop:
             raise Interrupted(f"interrupted after epoch {epoch}; saved {self.checkpoint_path}")
 
-    def _save_then_evaluate_beside(self, row):
+    def _save_then_evaluate_concurrently(self, row):
         """A pass with more to come: save it now, with its row pending, and evaluate a copy
         of its parameters on the evaluation thread while the next pass trains; the row joins
         the history when the errors are in (_finish_pending). A run stopped before that
@@ -604,7 +605,7 @@ class Trainer:
 
     def _evaluate_then_save(self, row):
         """The last pass (or one stopped by Ctrl-C: nothing to overlap with; or any pass when
-        evaluating beside is off): evaluate it on every thread, then save the checkpoint, then
+        concurrent evaluation is off): evaluate it on every thread, then save the checkpoint, then
         the metrics that describe it."""
         epoch, n = row["epoch"], len(self.train_x)
         self.phase = f"the end-of-pass evaluation of pass {epoch}"
