@@ -49,7 +49,7 @@ def report(results, opts):
     notes = ["Ours: online SGD on the 28x28 images (784 inputs), the paper's +-2.4/fan-in "
              "initialisation, scaled-tanh hidden units, squared error to +-1 targets, per-layer "
              "step sizes lr/fan-in with the ratios of the paper's epsilon schedule "
-             f"(lenet5/mlp.py), {len(next(iter(results.values()))['history'])} passes.",
+             f"(lenet5/baselines/mlp.py), {len(next(iter(results.values()))['history'])} passes.",
              "The paper does not say how long or with which step sizes its Fig. 9 baselines were "
              "trained. Our hidden-layer networks beat its figures clearly; the linear classifier "
              "(linear outputs) is 1.7 points worse. These rows are context for LeNet-5, not a "

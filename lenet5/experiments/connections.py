@@ -78,12 +78,12 @@ def report(results, opts):
         "(uniform would be 0.167): the learned mixing does not rediscover Table I's pattern "
         "unless these differ markedly.",
         "L1 penalty: under the softmax, sum_i alpha_ij = 1, so sum |alpha| = 16 is constant and "
-        "the penalty's gradient is zero up to rounding (lenet5/combinations.py; tests show the "
+        "the penalty's gradient is zero up to rounding (lenet5/baselines/combinations.py; tests show the "
         "two trainings agree to 1e-13 over 40 steps). Over 1.2 million online steps those "
         f"rounding differences grow into a different run (largest alpha difference {l1_diff:.2g}), "
         "so the two learned rows differ by about as much as two seeds would.",
         "The learned-combination runs use online SGD with the paper's epsilon schedule ratios "
-        "(lenet5/combinations.py); compare them with the fully connected run under the same "
+        "(lenet5/baselines/combinations.py); compare them with the fully connected run under the same "
         "optimiser (alpha fixed), and the two SDLM runs with each other.",
     ]
     return {"headline": headline, "table": table, "rows": rows, "notes": notes + [DAMPED_NOTE],

@@ -361,7 +361,7 @@ def report(results, opts):
             "same 40-d space."]
     notes.append("Cited rows are other experiments' committed results, not trained again here.")
     notes.append("LeNet-1 and LeNet-4: sizes as `lenet5 audit --arch lenet1|lenet4` prints them, "
-                 "every inferred one stated in lenet5/architecture.py (LeNet-1: 2,578 parameters, "
+                 "every inferred one stated in lenet5/core/architecture.py (LeNet-1: 2,578 parameters, "
                  "98,442 connections; LeNet-4: 50,698 parameters -- the paper's 17,000 cannot hold "
                  "its fully connected 120-unit layer -- and 262,306 connections).")
     notes.append(f"LeNet-1 and LeNet-4 (and the boosted LeNet-4s) train with the `damped` recipe's "
@@ -473,7 +473,7 @@ def boosted_notes(results):
     from ..data.distort import RANGES_DOC
 
     return [
-        "Boosted LeNet-4 (section III-C-5; the library is lenet5/boosting.py, whose docstring states "
+        "Boosted LeNet-4 (section III-C-5; the library is lenet5/baselines/boosting.py, whose docstring states "
         "every choice). Net 1: LeNet-4 trained on the paper's distorted training set "
         f"({first[0]['train_set']['originals']:,} originals + {COPIES_PER_ORIGINAL} distorted copies "
         f"of each, drawn once), {passes} passes of {first[0]['train_set']['originals']:,} samples. "
