@@ -1,4 +1,5 @@
 """`lenet5 experiment NAME|all`: rerun one of the paper-era experiments into results/NAME/."""
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,9 @@ def register(sub):
                    "training runs")
     p.add_argument("--only", help="fig9: train only these comma-separated row groups (classical, lenet1, "
                    "lenet4, boosted) and keep the other rows from the earlier results/fig9/results.json")
+    p.add_argument("--scheduler",
+                   help="run the jobs on the Dask cluster of this scheduler, e.g. tcp://HOST:8786 "
+                   "(default $LENET5_SCHEDULER; needs the [cluster] extra); files come back here")
     p.add_argument("--checkpoint", help="rejection: the checkpoint to analyse (default: the shipped one)")
     p.set_defaults(func=run)
 
@@ -52,6 +56,7 @@ def options(args):
     return Options(tiny=args.tiny, seeds=seeds, epochs=args.epochs, processes=args.processes,
                    data_dir=args.data_dir, results=args.results and Path(args.results),
                    runs=args.runs and Path(args.runs), checkpoint=args.checkpoint, reuse=args.reuse,
+                   scheduler=args.scheduler or os.environ.get("LENET5_SCHEDULER") or None,
                    rates_only=args.rates_only, only=tuple(args.only.split(",")) if args.only else ())
 
 

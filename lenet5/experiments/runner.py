@@ -48,6 +48,8 @@ class Options:
     reuse: bool = False  # take a job's saved result (runs/<name>/<key>.json) when its inputs match
     only: tuple = ()  # fig9: run only these row groups, keep the others from its earlier results.json
     log: object = print
+    scheduler: str | None = None  # a Dask scheduler (tcp://HOST:PORT): run the jobs on its cluster
+    ran_on: dict = field(default_factory=dict)  # on a cluster: job key -> its host and worker
 
     def __post_init__(self):
         """Tiny runs write under TINY_ROOT unless a folder is given."""
@@ -186,7 +188,11 @@ def run_jobs(jobs, opts, name="jobs"):
         opts.log(f"[{job.key}] done")
 
     try:
-        if workers == 1:
+        if opts.scheduler and todo:
+            from .cluster import run_on_cluster
+
+            run_on_cluster(todo, opts, finish, name)
+        elif workers == 1:
             for job in todo:
                 opts.log(f"[{job.key}] starting")
                 finish(job, lambda job=job: call(job.fn, call_arguments(job, opts)))
@@ -380,6 +386,10 @@ def run_experiment(name, opts):
     results = run_jobs(exp.jobs(opts), opts, name)
     report = exp.report(results, opts)
     report.setdefault("figures", {})
+    if opts.ran_on:
+        from .cluster import placement_note
+
+        report.setdefault("notes", []).append(placement_note(opts.ran_on, opts.scheduler))
     folder = Path(opts.results) / name
     folder.mkdir(parents=True, exist_ok=True)
     if hasattr(exp, "figures"):

@@ -9,6 +9,7 @@ import json
 import math
 import numbers
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
@@ -491,7 +492,10 @@ class Trainer:
                     self._finish_pending()
                 elif self.history:
                     self._write_metrics()  # in case a failed write left them behind
-            previous = signal.signal(signal.SIGINT, self._on_sigint)
+            # (only the main thread may handle signals: a run in another thread, e.g. a job
+            # on a Dask worker, is stopped by its caller instead)
+            main = threading.current_thread() is threading.main_thread()
+            previous = signal.signal(signal.SIGINT, self._on_sigint) if main else None
             try:
                 while self.epoch <= self.config.epochs:
                     self._run_epoch()
@@ -499,7 +503,8 @@ class Trainer:
                 raise Interrupted(f"stopped by a second Ctrl-C during {self.phase}: "
                                   f"{self._lost()}; {self.saved_note()}") from None
             finally:
-                signal.signal(signal.SIGINT, previous)
+                if main:
+                    signal.signal(signal.SIGINT, previous)
         return self.history
 
     def _on_sigint(self, signum, frame):
