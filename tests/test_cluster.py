@@ -219,3 +219,23 @@ def test_an_unreachable_scheduler_is_one_line(data_dir, tmp_path):
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err
     assert f"cannot reach the Dask scheduler {address}" in err and "no job was sent" in err
+
+
+def test_a_scheduler_that_goes_away_is_one_line(data_dir, tmp_path):
+    alone = Cluster(tmp_path)
+    try:
+        alone.add_worker()  # one worker: the other runs wait in the queue
+        command = [sys.executable, "-m", "lenet5", "experiment", EXPERIMENT, "--tiny", "--results",
+                   str(tmp_path / "results"), "--runs", str(tmp_path / "runs"), "--scheduler", alone.address]
+        client = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=environment(LENET5_DATA_DIR=data_dir))
+        for line in client.stdout:
+            if " running on " in line:
+                alone.scheduler.kill()
+        err = client.stderr.read()
+        assert client.wait(timeout=60) == 2
+    finally:
+        alone.close()
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"lost the Dask scheduler {alone.address}" in err
+    assert f"of 3 jobs finished and are saved under {tmp_path / 'runs' / EXPERIMENT}" in err

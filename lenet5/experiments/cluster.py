@@ -20,12 +20,14 @@ source files); otherwise nothing runs. Dask is imported only here, when a schedu
 """
 import builtins
 import hashlib
+import logging
 import os
 import socket
 import tempfile
 import threading
 import types
 import uuid
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -143,20 +145,42 @@ def run_on_cluster(todo, opts, finish, name="jobs"):
     """Run `todo` (runner.Job) on the Dask cluster at opts.scheduler, calling finish(job,
     get_result) as each ends, like the local pool; the client writes each job's run files
     under its own runs folder before finish sees the result. Records opts.ran_on[key]."""
+    distributed = import_distributed()
+    with quiet_dask():
+        _run(distributed, todo, opts, finish, name)
+
+
+@contextmanager
+def quiet_dask():
+    """Dask's own log lines (e.g. a reconnection's traceback) stay out of the terminal: what
+    went wrong is said once, in a Lenet5Error."""
+    names = ["distributed", "tornado"]
+    names += [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("distributed", "tornado")]
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _run(distributed, todo, opts, finish, name):
     from ..training.trainer import Interrupted
     from .runner import call_arguments
 
-    distributed = import_distributed()
     address = opts.scheduler
     where = Path(opts.runs) / name
     client = connect(distributed, address, where)
-    futures, done = {}, []
+    futures, done, saved = {}, [], 0
     try:
         check_workers(client, address)
         threads_by_host = threads_per_host(client)
         mnist = client.scatter([mnist_files(opts)], broadcast=True)[0] if needs_data(todo) else None
         topic = f"lenet5-{uuid.uuid4().hex[:8]}"
-        progress = Progress(todo, opts.log)
+        slots = {addr: int(info.get("nthreads", 1)) for addr, info in client.scheduler_info()["workers"].items()}
+        progress = Progress(todo, opts.log, slots)
         client.subscribe_topic(topic, progress.started)
         for job in todo:
             kwargs = call_arguments(job, opts)
@@ -168,17 +192,18 @@ def run_on_cluster(todo, opts, finish, name="jobs"):
         for future in distributed.as_completed(futures, loop=client.loop):
             job = futures[future]
             if future.status == "cancelled" or client.status not in ("running", "connecting"):
-                raise Lenet5Error(lost_message(address, len(done), len(todo), where))
+                raise Lenet5Error(lost_message(address, saved, len(todo), where))
             finish(job, lambda future=future, job=job: receive(future, job, opts))
             progress.finished(job.key)
             done.append(job.key)
+            saved += job.key in opts.ran_on  # (receive records the jobs whose files came back)
     except (KeyboardInterrupt, Interrupted):
         opts.log("stopping: cancelling the jobs on the cluster (a run in progress there is not kept; "
                  "finished runs are)")
         client.cancel([f for f, job in futures.items() if job.key not in done], force=True)
         raise
     except OSError as e:  # the connection to the scheduler broke
-        raise Lenet5Error(lost_message(address, len(done), len(todo), where, e)) from None
+        raise Lenet5Error(lost_message(address, saved, len(todo), where, e)) from None
     finally:
         close(client)
 
@@ -286,32 +311,39 @@ def receive(future, job, opts):
 
 
 class Progress:
-    """Logs each job's start (with its worker) and end, with the counts done/running/queued."""
+    """Logs each job's start (with its worker) and end, with the counts done/running/queued.
+    A worker's next start also tells that its previous job ended (its result may still be on
+    the way to the client)."""
 
-    def __init__(self, todo, log):
-        self.total, self.log = len(todo), log
-        self.running, self.done = {}, set()
+    def __init__(self, todo, log, slots):
+        self.total, self.log, self.slots = len(todo), log, slots  # slots: worker -> its threads
+        self.running, self.ended = {}, set()
         self.lock = threading.Lock()
 
     def counts(self):
-        queued = self.total - len(self.done) - len(self.running)
-        return f"{len(self.done)} done, {len(self.running)} running, {queued} queued"
+        queued = self.total - len(self.ended) - len(self.running)
+        return f"{len(self.ended)} done, {len(self.running)} running, {queued} queued"
 
     def started(self, event):
         """A worker's event (time, {"key", "worker", "host"}); runs on the client's event loop."""
         _, info = event
         with self.lock:
-            key = info["key"]
-            if key in self.done:
+            key, worker = info["key"], info["worker"]
+            if key in self.ended:
                 return
             again = " again (its worker was lost)" if key in self.running else ""
-            self.running[key] = info["worker"]
-            self.log(f"[{key}] running{again} on {info['host']} ({info['worker']}); {self.counts()}")
+            self.running.pop(key, None)
+            busy = [k for k, w in self.running.items() if w == worker]
+            for k in busy[:max(0, len(busy) + 1 - self.slots.get(worker, 1))]:
+                self.running.pop(k)
+                self.ended.add(k)
+            self.running[key] = worker
+            self.log(f"[{key}] running{again} on {info['host']} ({worker}); {self.counts()}")
 
     def finished(self, key):
         with self.lock:
             worker = self.running.pop(key, None)
-            self.done.add(key)
+            self.ended.add(key)
             self.log(f"[{key}] ended" + (f" on {worker}" if worker else "") + f"; {self.counts()}")
 
 
