@@ -56,7 +56,7 @@ def test_ctrl_c_in_train_size_exits_130_and_reuse_resumes(here, monkeypatch, cap
     def ctrl_c_in_n200(self, idx, losses):
         real(self, idx, losses)
         if self.out_dir.name == "n200" and len(idx) > 4:
-            self._stop = True
+            self.stop.request()
     monkeypatch.setattr(Trainer, "_train_slice", ctrl_c_in_n200)
     command = ["experiment", "train-size", "--tiny", "--processes", "1"]
     assert main(command) == 130

@@ -11,7 +11,10 @@ import pytest
 
 from lenet5 import LeNet5, Lenet5Error
 from lenet5.core.prototypes import BITMAP_COLS, BITMAP_ROWS, DIGIT_BITMAPS, parse_bitmap, rbf_prototypes
-from lenet5.training.trainer import Interrupted, TrainConfig, Trainer, sdlm_epsilon
+from lenet5.training.config import TrainConfig
+from lenet5.training.interruption import Interrupted
+from lenet5.training.step_sizes import sdlm_epsilon
+from lenet5.training.trainer import Trainer
 
 
 def test_prototypes_are_ten_distinct_7x12_bitmaps():
@@ -66,7 +69,7 @@ def test_resume_after_interrupt_equals_uninterrupted(mnist, tmp_path, optimizer,
         original(idx, losses)
         calls.append(len(idx))
         if interrupted.epoch == 2 and len(calls) >= 2:
-            interrupted._stop = True  # what Ctrl-C does
+            interrupted.stop.request()  # what Ctrl-C does
 
     interrupted._train_slice = slice_then_interrupt
     with pytest.raises(Interrupted, match="epoch 2"):
@@ -130,7 +133,7 @@ def test_a_pass_saved_before_its_evaluation_finished_resumes_to_the_same_run(mni
     """The process dies right after pass 1 is saved, before its errors are known: the checkpoint
     holds pass 1 with its row pending, and --resume evaluates it first, then trains on to the
     uninterrupted run's weights and history."""
-    import lenet5.training.trainer
+    import lenet5.training.evaluation
 
     config = TrainConfig(epochs=2, seed=5, train_size=1200)
     data, quiet = small(mnist, 1200, 500), dict(progress=False, log=lambda s: None)
@@ -139,7 +142,7 @@ def test_a_pass_saved_before_its_evaluation_finished_resumes_to_the_same_run(mni
 
     def die(*args):
         raise Crash
-    monkeypatch.setattr(lenet5.training.trainer._EVALUATOR, "submit", die)
+    monkeypatch.setattr(lenet5.training.evaluation.EVALUATOR, "submit", die)
     with pytest.raises(Crash):
         Trainer(config, data, tmp_path / "b", evaluate_concurrently=True, **quiet).run()
     monkeypatch.undo()
@@ -205,6 +208,30 @@ def test_cli_ctrl_c_saves_and_resume_finishes(mnist_dir, tmp_path):
     assert np.array_equal(a.theta, b.theta)
 
 
+def test_cli_sigterm_saves_like_ctrl_c(mnist_dir, tmp_path):
+    """SIGTERM (a scheduler's or a `kill`'s stop) mid-pass: the pass so far is saved, exit 143
+    (128 + 15) with a resume hint, and the saved checkpoint resumes."""
+    common = ["--train-size", "30000", "--epochs", "2", "--seed", "1", "--data-dir", str(mnist_dir), "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "lenet5", "train", *common, "--out", str(tmp_path / "b")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    while True:  # wait until pass 1's row is out (shown while pass 2 trains), then stop it
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        if line.startswith("epoch   1"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "interrupted in epoch 2" in err and "Traceback" not in err
+    assert "resume with: lenet5 train --resume" in err
+    _, state = LeNet5.load(tmp_path / "b" / "checkpoint.npz", with_state=True)
+    assert int(state["state.epoch"]) == 2 and int(state["state.position"]) > 0  # pass 2 so far is kept
+    resumed = run_cli("train", "--resume", str(tmp_path / "b" / "checkpoint.npz"), "--quiet",
+                      "--data-dir", str(mnist_dir))
+    assert resumed.returncode == 0, resumed.stderr
+
+
 def test_cli_evaluate_prints_error_and_confusion(mnist_dir, tmp_path):
     net = LeNet5.init(seed=0)
     net.save(tmp_path / "net.npz")
@@ -239,7 +266,7 @@ def test_the_trainers_error_pct_is_predicts(mnist):
     LeNet5.predict, for the shipped network and an untrained unit-input one."""
     from lenet5.core.architecture import Variant
     from lenet5.core.model import reference_checkpoint
-    from lenet5.training.trainer import error_pct
+    from lenet5.training.evaluation import error_pct
 
     images, labels = mnist[1][0][:700], mnist[1][1][:700]
     for net in (LeNet5.load(reference_checkpoint()), LeNet5.init(seed=2, variant=Variant(inputs="unit"))):

@@ -14,7 +14,8 @@ from lenet5.core import numpy_reference as ref
 from lenet5.core.architecture import VARIANT_CHOICES, Variant, table_mask
 from lenet5.core.paper import TRAIN_MEAN, TRAIN_STD
 from lenet5.tools.audit import audit_rows
-from lenet5.training.trainer import RECIPES, TrainConfig, Trainer
+from lenet5.training.config import RECIPES, TrainConfig
+from lenet5.training.trainer import Trainer
 
 ACT_CODES = {"scaled-tanh": kernels.ACT_SCALED_TANH, "tanh": kernels.ACT_TANH,
              "sigmoid": kernels.ACT_SIGMOID, "relu": kernels.ACT_RELU, "identity": kernels.ACT_IDENTITY}

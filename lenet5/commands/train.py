@@ -17,20 +17,11 @@ from ..core.architecture import VARIANT_CHOICES, default_output
 from ..core.model import INIT_SCALES, LeNet5, default_loss
 from ..errors import Lenet5Error
 from ..tools.audit import audit_rows, format_audit
+from ..training.config import DEFAULT_RECIPE, PAPER_MU, RECIPES, RESUME_CHANGEABLE, TrainConfig, saved_config
+from ..training.interruption import Interrupted
 from ..training.rundir import RUNS_ROOT, check_writable, inside_package, new_run_dir
-from ..training.trainer import (
-    CHUNK,
-    DEFAULT_RECIPE,
-    GN_SEEDS,
-    PAPER_MU,
-    RECIPES,
-    RESUME_CHANGEABLE,
-    SUBSAMPLES,
-    Interrupted,
-    TrainConfig,
-    Trainer,
-    saved_config,
-)
+from ..training.step_sizes import CHUNK, GN_SEEDS, SUBSAMPLES
+from ..training.trainer import Trainer
 from . import add_variant_arguments
 
 DEFAULTS = TrainConfig()
@@ -94,7 +85,7 @@ def register(sub):
 
 
 def add_sdlm_choice_arguments(p):
-    """The choices the paper leaves open about SDLM (lenet5.training.trainer)."""
+    """The choices the paper leaves open about SDLM (lenet5.training.config)."""
     g = p.add_argument_group(f"SDLM choices the paper leaves open (defaults: the {DEFAULT_RECIPE} recipe)")
     recipes = "; ".join(f"{name}: " + ", ".join(f"{flag(k)} {v}" for k, v in values.items())
                         for name, values in RECIPES.items())
@@ -237,7 +228,7 @@ def run(args):
             print(f"resume with: {resume_command(checkpoint, trainer.out_dir, args)}", file=sys.stderr)
         else:
             print("nothing to resume: no pass was saved", file=sys.stderr)
-        return 130
+        return e.exit_code
     last = history[-1]
     print(f"done in {time.perf_counter() - started:.1f}s: test error {last['test_error_pct']:.2f}% "
           f"after {last['epoch']} epochs; checkpoint {trainer.checkpoint_path}")

@@ -4,7 +4,7 @@
   decompressed and all together at most MAX_TOTAL_BYTES, read from the zip directory before
   any entry is decompressed; each entry's .npy header must describe exactly the bytes the
   directory lists and no Python objects (so nothing is ever unpickled).
-* The training state (`state.*`, written by lenet5.training.trainer.Trainer.save): only the entries of
+* The training state (`state.*`, written by lenet5.training.trainer.Trainer.state): only the entries of
   STATE_ENTRIES, each of its kind, consistent with each other.
 * The RBF prototypes, when stored: 10x84 of +-1 (the paper's fixed 7x12 bitmaps).
 """

@@ -9,7 +9,7 @@ import numpy as np
 from .runner import TINY_TRAIN_SIZE, log_prefixed
 
 # The experiments whose committed results were trained with the damped recipe pin it
-# (lenet5.training.trainer.RECIPES["damped"]: the printed init and inputs, h before each pass,
+# (lenet5.training.config.RECIPES["damped"]: the printed init and inputs, h before each pass,
 # mu = 1), so running them again reproduces those results; their reports say so (DAMPED_NOTE).
 DAMPED_NOTE = ("Trained with the `damped` recipe (`lenet5 train --recipe damped`: the printed "
                "initialisation and inputs, the Hessian before each pass, mu = 1); `lenet5 train` "
@@ -23,7 +23,7 @@ EVALUATE_CONCURRENTLY = True
 
 def default_recipe_note():
     """The line saying a report's runs used TrainConfig's defaults (the default recipe)."""
-    from ..training.trainer import DEFAULT_RECIPE, RECIPES
+    from ..training.config import DEFAULT_RECIPE, RECIPES
 
     settings = ", ".join(f"{k} {v}" for k, v in RECIPES[DEFAULT_RECIPE].items())
     return (f"Trained with the default recipe `{DEFAULT_RECIPE}` ({settings}); results with the "
@@ -31,8 +31,8 @@ def default_recipe_note():
 
 
 def recipe(name, **settings):
-    """TrainConfig settings: a training recipe's (lenet5.training.trainer.RECIPES) with `settings` on top."""
-    from ..training.trainer import RECIPES
+    """TrainConfig settings: a training recipe's (lenet5.training.config.RECIPES) with `settings` on top."""
+    from ..training.config import RECIPES
 
     return dict(RECIPES[name], **settings)
 
@@ -91,7 +91,7 @@ def saved_run(path, config, log):
     except Lenet5Error as e:
         log(f"not resuming: {e}")
         return None, None
-    from ..training.trainer import saved_config
+    from ..training.config import saved_config
 
     saved = saved_config(state["state.config"]) if "state.config" in state else None
     if saved != json.loads(json.dumps(asdict(config))):

@@ -3,7 +3,7 @@
 Section III: with mu = 0.02 "the resulting effective learning rates during the first pass
 varied between approximately 7e-5 and 0.016 over the set of parameters" (eta_k =
 epsilon / (mu + h_kk), epsilon = 5e-4 in pass 1). For each interpretation of what the paper leaves
-open (lenet5.training.trainer: --init, --subsample, --gn-seed, --hessian-every, --inputs) this screens the pass-1
+open (lenet5.training.config: --init, --subsample, --gn-seed, --hessian-every, --inputs) this screens the pass-1
 rates per layer -- the trainer's own pass-1 Hessian sample, computed in float64 -- and, unless
 --rates-only, trains 20 passes at mu = 0.02 over 3 seeds with the paper's epsilon schedule.
 """
@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import Lenet5Error
 from ..files import save_figure_atomic
-from ..training.trainer import PAPER_MU
+from ..training.config import PAPER_MU
 from .jobs import mean_range, mnist, train_run
 from .runner import TINY_TRAIN_SIZE, Job
 
@@ -67,7 +67,8 @@ def pass1_rates(config, data):
     """(net, h, eta, free) of an interpretation's untrained network: the pass-1 Hessian diagonal and
     effective rates in the interpretation's parametrisation, from the trainer's own pass-1 Hessian
     sample, in float64; `free` masks the parameters training changes."""
-    from ..training.trainer import TrainConfig, Trainer
+    from ..training.config import TrainConfig
+    from ..training.trainer import Trainer
 
     settings = TrainConfig(**dict(config, dtype="float64"))
     trainer = Trainer(settings, data, Path("unused"), progress=False, log=lambda line: None)
@@ -97,7 +98,7 @@ def rate_summary(eta, cap):
 
 def rate_screen(key, config, data_dir=None):
     """Job: the pass-1 rate range of one interpretation, per layer and over all free parameters."""
-    from ..training.trainer import sdlm_epsilon
+    from ..training.step_sizes import sdlm_epsilon
 
     net, h, eta, free = pass1_rates(config, mnist(data_dir))
     cap = sdlm_epsilon(1) / PAPER_MU
@@ -233,7 +234,7 @@ def rule_pick(rates, trained, passes):
 
 def decision_notes(picked, trained):
     """What the rule picked (rule_pick) and whether it is the default recipe."""
-    from ..training.trainer import DEFAULT_RECIPE, RECIPES
+    from ..training.config import DEFAULT_RECIPE, RECIPES
 
     if picked is None:
         return ["The selection rule finds no interpretation that is stable on every seed with its pass-1 "
@@ -253,7 +254,7 @@ def decision_notes(picked, trained):
 
 def default_interpretation():
     """The interpretation whose settings are the default recipe's, or None."""
-    from ..training.trainer import DEFAULT_RECIPE, RECIPES
+    from ..training.config import DEFAULT_RECIPE, RECIPES
 
     recipe = RECIPES[DEFAULT_RECIPE]
     for key, (_, overrides) in INTERPRETATIONS.items():
