@@ -55,6 +55,7 @@ def test_full_gradient_of_formerly_unconnected_weights_matches_central_differenc
         assert abs(g[idx] - numeric) <= 1e-6 * max(abs(g[idx]), abs(numeric)), idx
 
 
+@pytest.mark.slow
 def test_full_trains_all_kernels_and_round_trips(mnist, tmp_path):
     (x, y), test = mnist
     trainer = Trainer(TrainConfig(epochs=1, train_size=300, c3="full"), ((x, y), test), tmp_path,

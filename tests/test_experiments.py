@@ -31,6 +31,7 @@ def run_tiny(out, name, *extra):
     return result
 
 
+@pytest.mark.slow
 def test_curves_tiny(out):
     result = run_tiny(out, "curves")
     rows = result["rows"]
@@ -39,6 +40,7 @@ def test_curves_tiny(out):
     assert result["data"]["seeds"] == ["seed0"]
 
 
+@pytest.mark.slow
 def test_train_size_tiny(out):
     result = run_tiny(out, "train-size")
     assert result["data"]["sizes"] == [100, 200, 300]
@@ -153,6 +155,7 @@ def test_connections_tiny(out):
     assert np.array(result["data"]["table_mask"]).sum() == 60  # Table I's connections
 
 
+@pytest.mark.slow
 def test_ablations_tiny(out):
     result = run_tiny(out, "ablations")
     from lenet5.experiments.ablations import VARIANTS
@@ -163,6 +166,7 @@ def test_ablations_tiny(out):
     assert rows["exact"]["diff_points"] == 0 and rows["exact"]["within_seed_spread"]
 
 
+@pytest.mark.slow
 def test_fig9_tiny(out):
     from lenet5.core.paper import PAPER_RESULTS
 
@@ -185,6 +189,7 @@ def test_fig9_tiny(out):
     assert "fig9.png" in readme and (out / "results" / "fig9" / "fig9.png").exists()
 
 
+@pytest.mark.slow
 def test_sdlm_tiny(out):
     from lenet5.experiments.sdlm import INTERPRETATIONS, LAYERS, TRAINED
 

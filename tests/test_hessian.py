@@ -116,6 +116,7 @@ def reference_hessian(net, image, variant):
     return h
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.describe())
 def test_hessian_diagonal_matches_explicit_jacobian_reference(variant):
     net = LeNet5.init(seed=6, dtype=np.float64, variant=variant)

@@ -122,6 +122,7 @@ DRIVER = textwrap.dedent("""
 """).replace("EPOCHS", str(EPOCHS))
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_worker_process_and_reuse_finishes(tmp_path, mnist_dir):
     """A real SIGINT to the parent of two worker processes (as Ctrl-C at a terminal, which
     reaches only the parent): both runs save, exit 130, and the third job, already handed to

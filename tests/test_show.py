@@ -39,6 +39,7 @@ def test_a_misclassified_test_digit_is_drawn_and_judged(data_env, mnist, tmp_pat
     assert width > 1000 and height > 700
 
 
+@pytest.mark.slow
 def test_your_own_image_and_the_default_output_name(digit_png, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["show", "--image", str(digit_png)]) == 0

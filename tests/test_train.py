@@ -49,8 +49,12 @@ def test_short_real_run_learns(mnist, tmp_path):
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == history
     assert (tmp_path / "metrics.csv").read_text().startswith("epoch,lr,train_loss")
+    # the checkpoint holds the trained network itself: it is not the initial draw, and it
+    # scores exactly the test error the run reported
     net = LeNet5.load(tmp_path / "checkpoint.npz")
-    assert np.array_equal(net.theta, LeNet5.load(tmp_path / "checkpoint.npz").theta)
+    assert not np.array_equal(net.theta, LeNet5.init(seed=0, scale=config.init).theta)
+    (_, _), (test_x, test_y) = small(mnist, 6000)
+    assert 100.0 * np.mean(net.predict(test_x) != test_y) == row["test_error_pct"]
 
 
 @pytest.mark.parametrize("optimizer,batch", [("sdlm", 1), ("sgd", 1), ("sgd", 32)])
@@ -87,6 +91,7 @@ class Crash(BaseException):
     """The process dying (not an error the trainer handles)."""
 
 
+@pytest.mark.slow
 def test_each_pass_is_evaluated_on_its_own_parameters_while_the_next_trains(mnist, tmp_path):
     """Pass 1's errors come from the evaluation thread while pass 2 trains; they are those of
     pass 1's parameters, as a one-pass run (evaluated at once) gives them."""
@@ -182,6 +187,7 @@ def run_cli(*args, env_extra=None, **kwargs):
                           env=env, **kwargs)
 
 
+@pytest.mark.slow
 def test_cli_ctrl_c_saves_and_resume_finishes(mnist_dir, tmp_path):
     """A real SIGINT mid-run: exit 130, a resume hint, and --resume reaches the same weights."""
     common = ["--train-size", "6000", "--epochs", "3", "--seed", "1", "--data-dir", str(mnist_dir), "--quiet"]
@@ -208,6 +214,7 @@ def test_cli_ctrl_c_saves_and_resume_finishes(mnist_dir, tmp_path):
     assert np.array_equal(a.theta, b.theta)
 
 
+@pytest.mark.slow
 def test_cli_sigterm_saves_like_ctrl_c(mnist_dir, tmp_path):
     """SIGTERM (a scheduler's or a `kill`'s stop) mid-pass: the pass so far is saved, exit 143
     (128 + 15) with a resume hint, and the saved checkpoint resumes."""
@@ -232,6 +239,7 @@ def test_cli_sigterm_saves_like_ctrl_c(mnist_dir, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
 
 
+@pytest.mark.slow
 def test_cli_evaluate_prints_error_and_confusion(mnist_dir, tmp_path):
     net = LeNet5.init(seed=0)
     net.save(tmp_path / "net.npz")
@@ -246,6 +254,7 @@ def test_cli_evaluate_prints_error_and_confusion(mnist_dir, tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not a valid .npz" in out.stderr
 
 
+@pytest.mark.slow
 def test_cli_train_arch_lenet1(mnist_dir, tmp_path):
     """--arch lenet1 trains LeNet-1 on the same engine and trainer: its softmax output and
     cross-entropy by default, its own sizes in the checkpoint."""
