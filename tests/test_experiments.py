@@ -132,6 +132,19 @@ def test_unknown_experiment_is_a_usage_error(capsys):
     assert NAMES[0] in capsys.readouterr().err
 
 
+def test_recipes_tiny_trains_every_recipe_and_picks_by_the_rule(out):
+    from lenet5.experiments.recipes import pick
+    from lenet5.training.config import PAPER_MU, RECIPES
+
+    result = run_tiny(out, "recipes")
+    assert {r["recipe"] for r in result["rows"]} == set(RECIPES)
+    finals = result["data"]["finals"]
+    at_printed_mu = {name: np.mean(v) for name, v in finals.items() if RECIPES[name]["mu"] == PAPER_MU}
+    assert result["data"]["picked"] == min(at_printed_mu, key=at_printed_mu.get)
+    # the rule: the lowest mean among the recipes at the printed mu, whatever the others score
+    assert pick({"standardised": [1.0, 1.2], "lush": [0.9, 0.9], "damped": [0.1]}) == "lush"
+
+
 def test_baselines_tiny(out):
     result = run_tiny(out, "baselines")
     params = {r["network"]: r["n_params"] for r in result["rows"]}

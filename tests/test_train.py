@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from lenet5 import LeNet5, Lenet5Error
+from lenet5.cli import main
 from lenet5.core.prototypes import BITMAP_COLS, BITMAP_ROWS, DIGIT_BITMAPS, parse_bitmap, rbf_prototypes
-from lenet5.training.config import TrainConfig
+from lenet5.training.config import RECIPES, TrainConfig
 from lenet5.training.interruption import Interrupted
 from lenet5.training.step_sizes import sdlm_epsilon
 from lenet5.training.trainer import Trainer
@@ -31,6 +32,44 @@ def test_prototypes_are_ten_distinct_7x12_bitmaps():
 def test_epsilon_schedule_is_the_papers():
     got = [sdlm_epsilon(e) for e in range(1, 21)]
     assert got == [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8
+
+
+def test_lush_schedule_is_ten_passes_at_each_step():
+    got = [sdlm_epsilon(e, "lush") for e in range(1, 31)]
+    assert got == [1e-4] * 10 + [1e-5] * 10 + [1e-6] * 10
+
+
+def test_the_schedule_is_a_checked_sdlm_setting():
+    assert TrainConfig(schedule="lush").epsilon(11) == 1e-5
+    with pytest.raises(Lenet5Error, match="unknown schedule 'weekly'"):
+        TrainConfig(schedule="weekly").check()
+    with pytest.raises(Lenet5Error, match="--schedule is an SDLM setting"):
+        TrainConfig(schedule="lush", optimizer="sgd").check()
+
+
+def test_a_run_steps_by_its_schedule_records_it_and_resume_keeps_it(mnist_dir, tmp_path, capsys):
+    """--recipe lush: the start line names the schedule, the passes step at 1e-4, the
+    checkpoint records it, and a --resume that asks for another schedule is refused."""
+    common = ["--quiet", "--data-dir", str(mnist_dir)]
+    out = tmp_path / "r"
+    assert main(["train", "--recipe", "lush", "--epochs", "1", "--train-size", "1000", "--out", str(out),
+                 *common]) == 0
+    start = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("training "))
+    assert "(recipe lush: --mu 0.02, --init lush, --inputs paper, --hessian-every 0, --schedule lush)" in start
+    _, state = LeNet5.load(out / "checkpoint.npz", with_state=True)
+    assert json.loads(str(state["state.config"]))["schedule"] == "lush"
+    assert [row["lr"] for row in json.loads(str(state["state.history"]))] == [1e-4]
+    refused = main(["train", "--resume", str(out / "checkpoint.npz"), "--epochs", "2", "--schedule", "paper",
+                    *common])
+    assert refused == 2 and "--schedule paper (the checkpoint has lush)" in capsys.readouterr().err
+
+
+def test_a_checkpoint_from_before_the_schedule_setting_resumes_on_the_papers():
+    from lenet5.training.config import saved_config
+
+    old = TrainConfig(**RECIPES["damped"])
+    text = json.dumps({k: v for k, v in json.loads(old.to_json()).items() if k != "schedule"})
+    assert saved_config(text)["schedule"] == "paper"
 
 
 def small(mnist, n_train, n_test=2000):

@@ -20,7 +20,7 @@ from ..tools.audit import audit_rows, format_audit
 from ..training.config import DEFAULT_RECIPE, PAPER_MU, RECIPES, RESUME_CHANGEABLE, TrainConfig, saved_config
 from ..training.interruption import Interrupted
 from ..training.rundir import RUNS_ROOT, check_writable, inside_package, new_run_dir
-from ..training.step_sizes import CHUNK, GN_SEEDS, SUBSAMPLES
+from ..training.step_sizes import CHUNK, GN_SEEDS, SCHEDULES, SUBSAMPLES
 from ..training.trainer import Trainer
 from . import add_variant_arguments
 
@@ -34,6 +34,7 @@ ONLY_WITH = {
     "subsample": ("optimizer", "sdlm", "how SDLM steps the subsampling coefficient"),
     "gn_seed": ("optimizer", "sdlm", "SDLM's Hessian seed"),
     "hessian_every": ("optimizer", "sdlm", "how often SDLM re-estimates its Hessian"),
+    "schedule": ("optimizer", "sdlm", "SDLM's global step schedule"),
 }
 
 
@@ -93,7 +94,9 @@ def add_sdlm_choice_arguments(p):
                    help=f"a set of SDLM settings at once ({recipes}); flags given beside it win. "
                    f"Default {DEFAULT_RECIPE}: the printed mu 0.02 with Lush's initial scale, "
                    "inputs standardised to variance 1 and the Hessian re-estimated every 5,000 "
-                   "samples; damped: the printed init and inputs with the damping raised to mu 1")
+                   "samples; damped: the printed init and inputs with the damping raised to mu 1; "
+                   "lush: the printed inputs and mu 0.02 with Lush's initial scale and the step "
+                   "schedule of LeCun's own Lush demo")
     g.add_argument("--init", choices=INIT_SCALES,
                    help=f"initial scale: paper +-2.4/F (as printed); sqrt +-1/sqrt(F) for every "
                    f"parameter; lush weights +-1/sqrt(F), biases 0, S2/S4 coefficients 0.5 "
@@ -106,6 +109,10 @@ def add_sdlm_choice_arguments(p):
                    help="d2E/dx6^2 that seeds SDLM's Hessian at the RBF output: 2 (default, the "
                    "squared distance's), 1 (Lush's 1/2 ||x-p||^2), or exact (the MAP criterion's "
                    "own diagonal, log-sum-exp included)")
+    g.add_argument("--schedule", choices=tuple(SCHEDULES),
+                   help="SDLM's global step epsilon by pass: paper (as printed: 5e-4 for passes 1-2, "
+                   "2e-4 for 3-5, 1e-4 for 6-8, 5e-5 for 9-12, 1e-5 after) or lush (LeCun's Lush "
+                   f"demo: 1e-4 for passes 1-10, 1e-5 for 11-20, 1e-6 after); default {DEFAULTS.schedule}")
     g.add_argument("--hessian-every", type=int, metavar="N",
                    help=f"also re-estimate SDLM's Hessian every N samples within a pass, N a "
                    f"multiple of {CHUNK}; 0: once before each pass, as printed (default "

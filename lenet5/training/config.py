@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from ..core.architecture import Variant
 from ..core.model import DTYPES, INIT_SCALES, MAP_J, check_loss
 from ..errors import Lenet5Error
-from .step_sizes import CHUNK, GN_SEEDS, SUBSAMPLES
+from .step_sizes import CHUNK, GN_SEEDS, SCHEDULES, SUBSAMPLES, sdlm_epsilon
 
 # Appendix C: eta_k = epsilon / (mu + h_kk), h re-estimated on 500 samples before each pass.
 PAPER_MU = 0.02  # the paper's printed damping
@@ -27,9 +27,13 @@ PAPER_MU = 0.02  # the paper's printed damping
 #   (at mu = 0.02 that init diverges in the first 500 samples).
 # A setting missing from an older checkpoint's config did not exist when it was written, so it
 # had its "damped" value then (saved_config).
+# "lush": the printed network, inputs and mu = 0.02, h before each pass, with Lush's initial scale
+#   and the step schedule of LeCun's own Lush demo (step_sizes.SCHEDULES["lush"]).
 RECIPES = {
-    "standardised": {"mu": PAPER_MU, "init": "lush", "inputs": "unit", "hessian_every": 5000},
-    "damped": {"mu": 1.0, "init": "paper", "inputs": "paper", "hessian_every": 0},
+    "standardised": {"mu": PAPER_MU, "init": "lush", "inputs": "unit", "hessian_every": 5000,
+                     "schedule": "paper"},
+    "damped": {"mu": 1.0, "init": "paper", "inputs": "paper", "hessian_every": 0, "schedule": "paper"},
+    "lush": {"mu": PAPER_MU, "init": "lush", "inputs": "paper", "hessian_every": 0, "schedule": "lush"},
 }
 DEFAULT_RECIPE = "standardised"
 _DEFAULT = RECIPES[DEFAULT_RECIPE]
@@ -77,6 +81,8 @@ class TrainConfig(NetworkSettings):
     subsample: str = "sum"
     gn_seed: str = "2"
     hessian_every: int = _DEFAULT["hessian_every"]  # SDLM only (plain SGD ignores it)
+    # schedule   the global step epsilon by pass (step_sizes.SCHEDULES): "paper" | "lush"
+    schedule: str = _DEFAULT["schedule"]  # SDLM only
 
     @property
     def variant(self):
@@ -98,12 +104,13 @@ class TrainConfig(NetworkSettings):
 
     def _check_sdlm_choices(self):
         """The open SDLM choices: known values, each used only where it means something."""
-        for name, allowed in (("init", INIT_SCALES), ("subsample", SUBSAMPLES), ("gn_seed", GN_SEEDS)):
+        for name, allowed in (("init", INIT_SCALES), ("subsample", SUBSAMPLES), ("gn_seed", GN_SEEDS),
+                              ("schedule", SCHEDULES)):
             if getattr(self, name) not in allowed:
                 raise Lenet5Error(f"unknown {name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         if self.hessian_every < 0 or self.hessian_every % CHUNK:
             raise Lenet5Error(f"--hessian-every must be 0 or a multiple of {CHUNK}, got {self.hessian_every}")
-        sdlm_only = {"subsample": "sum", "gn_seed": "2"}
+        sdlm_only = {"subsample": "sum", "gn_seed": "2", "schedule": "paper"}
         for name, default in sdlm_only.items():
             if getattr(self, name) != default and self.optimizer != "sdlm":
                 raise Lenet5Error(f"--{name.replace('_', '-')} is an SDLM setting; it does nothing "
@@ -138,6 +145,10 @@ class TrainConfig(NetworkSettings):
             if not (math.isfinite(value) and above and value <= high):
                 raise Lenet5Error(f"--{name} must be a finite number in {bracket}{low:g}, {high:g}], "
                                   f"got {value!r} ({why})")
+
+    def epsilon(self, epoch):
+        """SDLM's global step for pass `epoch` (1-based) under this run's schedule."""
+        return sdlm_epsilon(epoch, self.schedule)
 
     def to_json(self):
         return json.dumps(asdict(self))

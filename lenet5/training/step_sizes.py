@@ -8,10 +8,16 @@ from ..core.model import MAP_J, LeNet5
 
 CHUNK = 500  # samples per kernel call: the granularity of progress, Ctrl-C and NaN checks
 HESSIAN_SAMPLES = 500
-# epsilon by pass (1-based): 0.0005 for passes 1-2, 0.0002 for 3-5, 0.0001 for 6-8,
-# 0.00005 for 9-12, 0.00001 after
-EPSILON_SCHEDULE = ((2, 5e-4), (5, 2e-4), (8, 1e-4), (12, 5e-5))
-EPSILON_FINAL = 1e-5
+# The global step epsilon by pass (1-based), as ((last pass, epsilon), ...), then the final one:
+# "paper"  the printed schedule (section III): 5e-4 for passes 1-2, 2e-4 for 3-5, 1e-4 for 6-8,
+#          5e-5 for 9-12, 1e-5 after
+# "lush"   the schedule of LeCun's own LeNet-5 demo in Lush, as the QMNIST authors reran it
+#          (facebookresearch/qmnist, making_qmnist/lenet5.lsh.patch: `doit 10` passes at each of
+#          1e-4, 1e-5, 1e-6): 1e-4 for passes 1-10, 1e-5 for 11-20, 1e-6 after
+SCHEDULES = {
+    "paper": (((2, 5e-4), (5, 2e-4), (8, 1e-4), (12, 5e-5)), 1e-5),
+    "lush": (((10, 1e-4), (20, 1e-5)), 1e-6),
+}
 # The seed d2E/dx6^2 of the Hessian at the RBF output (TrainConfig.gn_seed)
 GN_SEEDS = {"2": engine.SEED_GAUSS_NEWTON, "1": engine.SEED_HALF, "exact": engine.SEED_EXACT}
 # How S2/S4's trainable coefficient is read (TrainConfig.subsample): "sum": it multiplies the
@@ -22,12 +28,13 @@ SUBSAMPLES = ("sum", "average")
 SUBSAMPLING_COEFFS = ("S2.coeff", "S4.coeff")
 
 
-def sdlm_epsilon(epoch):
-    """The paper's global step epsilon for pass `epoch` (1-based)."""
-    for last_pass, eps in EPSILON_SCHEDULE:
+def sdlm_epsilon(epoch, schedule="paper"):
+    """The global step epsilon for pass `epoch` (1-based) under SCHEDULES[schedule]."""
+    steps, final = SCHEDULES[schedule]
+    for last_pass, eps in steps:
         if epoch <= last_pass:
             return eps
-    return EPSILON_FINAL
+    return final
 
 
 def hessian_estimates_per_pass(n, hessian_every):

@@ -26,7 +26,7 @@ from .interruption import Interrupted, StopRequest
 from .progress import Progress
 from .run_checkpoint import RunCheckpoint, bytes_needed
 from .rundir import RunLock, check_writable, claim
-from .step_sizes import CHUNK, SUBSAMPLING_COEFFS, hessian_estimate, sdlm_epsilon, sdlm_rates
+from .step_sizes import CHUNK, SUBSAMPLING_COEFFS, hessian_estimate, sdlm_rates
 
 
 class Trainer:
@@ -171,7 +171,7 @@ class Trainer:
             self.lr, self.eta = self._step_sizes(epoch, rng)
             self.epoch_losses, self.epoch_seconds = np.zeros(n, dtype=self.net.dtype), 0.0
         else:  # resumed mid-pass with the checkpoint's step sizes
-            self.lr = sdlm_epsilon(epoch) if cfg.optimizer == "sdlm" else cfg.lr
+            self.lr = cfg.epsilon(epoch) if cfg.optimizer == "sdlm" else cfg.lr
         self.phase = f"pass {epoch}"
         self.bar = Progress(n, desc=f"epoch {epoch:2d}", enabled=self.progress)
         self.bar.update(self.position)
@@ -264,7 +264,7 @@ class Trainer:
         if cfg.optimizer == "sgd":
             lr, eta = cfg.lr, np.full_like(self.net.theta, cfg.lr)
         else:
-            lr = sdlm_epsilon(epoch)
+            lr = cfg.epsilon(epoch)
             hess = hessian_estimate(self.net, self.source or self.train_x, rng, cfg.gn_seed, cfg.loss, cfg.j)
             eta = sdlm_rates(cfg, hess, lr)[2].astype(self.net.dtype)
         eta[self.frozen] = 0.0
@@ -279,7 +279,7 @@ class Trainer:
             rng.permutation(len(self.train_x))  # (drawn first, as _run_pass does)
         cfg = self.config
         hess = hessian_estimate(self.net, self.source or self.train_x, rng, cfg.gn_seed, cfg.loss, cfg.j)
-        h, eta, _ = sdlm_rates(cfg, hess, sdlm_epsilon(epoch))
+        h, eta, _ = sdlm_rates(cfg, hess, cfg.epsilon(epoch))
         return h, eta
 
     # ---------------------------------------------------------------- evaluation
@@ -393,8 +393,9 @@ class Trainer:
         cfg = self.config
         if cfg.optimizer == "sgd":
             return f"lower --lr (it is {cfg.lr:g}; the default is {TrainConfig.lr:g})"
+        *others, last = RECIPES
         return (f"raise --mu, SDLM's damping (it is {cfg.mu:g}), or use a recipe that is stable "
-                f"at its own mu (--recipe {' or '.join(RECIPES)})")
+                f"at its own mu (--recipe {', '.join(others)} or {last})")
 
 
 def new_network(config, dtype):
