@@ -15,7 +15,7 @@ EVALUATOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lenet5-evaluat
 
 
 def error_pct(net, images, labels, threads=None):
-    """Error % of `net` on `images` already checked (model.check_images) and laid out as its
+    """Error % of `net` on `images` already checked (core.inputs.check_images) and laid out as its
     engine takes them (C-contiguous, its dtype): one batch, no per-call checks or copies (the
     trainer evaluates 70,000 images after every pass), on `threads` threads (default all),
     through the training loop's compiled code (engine.forward_batch's shared_loop)."""

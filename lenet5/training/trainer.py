@@ -16,7 +16,8 @@ import numba as nb
 import numpy as np
 
 from ..core import engine
-from ..core.model import DTYPES, LeNet5, check_images
+from ..core.inputs import check_images
+from ..core.model import DTYPES, LeNet5
 from ..errors import Lenet5Error
 from .config import RECIPES, TrainConfig
 from .distorted_source import DistortedSource
