@@ -301,7 +301,7 @@ def test_a_checkpoint_from_other_data_is_refused(mnist, tmp_path):
     (dict(optimizer="sgd", lr=0.1), "the loss rose to", "lower --lr (it is 0.1; the default is 0.001)"),
     (dict(RECIPES["damped"], mu=0.02), "the loss rose to",  # the printed init at the printed mu
      "raise --mu, SDLM's damping (it is 0.02), or use a recipe that is stable at its own mu "
-     "(--recipe standardised, damped or lush)"),
+     "(--recipe lush, standardised or damped)"),
 ])
 def test_divergence_names_the_cause_and_the_fix(mnist, tmp_path, settings, cause, advice):
     trainer = Trainer(TrainConfig(epochs=1, train_size=N, **settings), small(mnist), tmp_path, **QUIET)

@@ -265,7 +265,7 @@ def test_recipes_set_their_settings_together_and_a_given_flag_wins():
     assert {k: getattr(default, k) for k in RECIPES[DEFAULT_RECIPE]} == RECIPES[DEFAULT_RECIPE]
     damped = config("--recipe", "damped")
     assert {k: getattr(damped, k) for k in RECIPES["damped"]} == RECIPES["damped"]
-    assert damped.variant == Variant() and default.variant == Variant(inputs="unit")
+    assert damped.variant == Variant() and default.variant == Variant(inputs=RECIPES[DEFAULT_RECIPE]["inputs"])
     mixed = config("--recipe", "damped", "--mu", "0.5")
     assert mixed.mu == 0.5 and mixed.init == "paper"
     assert config("--optimizer", "sgd").hessian_every == 0  # an SDLM setting

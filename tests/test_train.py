@@ -43,8 +43,12 @@ def test_the_schedule_is_a_checked_sdlm_setting():
     assert TrainConfig(schedule="lush").epsilon(11) == 1e-5
     with pytest.raises(Lenet5Error, match="unknown schedule 'weekly'"):
         TrainConfig(schedule="weekly").check()
-    with pytest.raises(Lenet5Error, match="--schedule is an SDLM setting"):
-        TrainConfig(schedule="lush", optimizer="sgd").check()
+    from lenet5.cli import build_parser
+    from lenet5.commands.train import check_used, given_settings, new_config
+
+    given = given_settings(build_parser().parse_args(["train", "--optimizer", "sgd", "--schedule", "lush"]))
+    with pytest.raises(Lenet5Error, match="--schedule is SDLM's global step schedule; it does nothing"):
+        check_used(new_config(given), given)
 
 
 def test_a_run_steps_by_its_schedule_records_it_and_resume_keeps_it(mnist_dir, tmp_path, capsys):
