@@ -184,6 +184,19 @@ def csv_text(rows, columns):
     return out.getvalue()
 
 
+def headless_pyplot():
+    """matplotlib.pyplot with the file-only (Agg) backend, or None when matplotlib (the
+    `[plots]` extra) is not installed; figures are then written with save_figure_atomic."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_figure_atomic(fig, path, dpi=110):
     """A matplotlib figure as a PNG, atomically (savefig would write the final name in place)."""
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=dpi))

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from lenet5 import LeNet5
 from lenet5.core import engine
@@ -70,6 +71,7 @@ def test_lenet1_and_lenet4_counts_beside_the_papers():
         assert free + np.count_nonzero(net.params["C3.weight"]) == totals(arch)[0]["parameters"]
 
 
+@pytest.mark.slow
 def test_audit_cli_arch():
     out = subprocess.run([sys.executable, "-m", "lenet5", "audit", "--arch", "lenet1"],
                          capture_output=True, text=True)

@@ -9,6 +9,7 @@ KEYS = ("online_sgd", "online_sdlm", "hessian_500", "minibatch_sgd_32", "minibat
         "infer_1000", "minibatch_sgd_256_gemm", "infer_1000_gemm")
 
 
+@pytest.mark.slow
 def test_bench_cli_writes_positive_figures(tmp_path, capsys):
     path = tmp_path / "bench.json"
     assert main(["bench", "--tiny", "--json", str(path)]) == 0

@@ -53,6 +53,7 @@ def test_take_first_stops_at_the_limit_when_a_kind_is_scarce():
     assert examined == 5_000 and counts == {boosting.SKIP: 4_997, boosting.DISAGREE: 3}
 
 
+@pytest.mark.slow
 def test_mixed_set_is_half_right_half_wrong_on_a_real_stream(mnist):
     (train_x, train_y), _ = mnist
     stream = boosting.PatternStream(train_x[:500], train_y[:500], seed=3, stream=boosting.NET2_STREAM,
@@ -78,6 +79,7 @@ def test_mixed_set_is_half_right_half_wrong_on_a_real_stream(mnist):
     assert not np.array_equal(other.block(0)[0], stream.block(0)[0])
 
 
+@pytest.mark.slow
 def test_committee_is_the_argmax_of_the_summed_outputs(mnist):
     (_, _), (test_x, test_y) = mnist
     images = test_x[:50]
@@ -118,6 +120,7 @@ def run_fig9(out, *extra):
     return json.loads((out / "results" / "fig9" / "results.json").read_text())
 
 
+@pytest.mark.slow
 def test_fig9_boosted_tiny_and_only(out, capsys):
     from lenet5.experiments.fig9 import TINY_SET_SIZE
 

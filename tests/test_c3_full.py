@@ -2,6 +2,7 @@
 against the numpy reference, finite differences, training and checkpoints."""
 import numpy as np
 import pytest
+from random_inputs import images
 
 from lenet5 import LeNet5, Lenet5Error
 from lenet5.core import numpy_reference as ref
@@ -11,9 +12,6 @@ from lenet5.training.trainer import TrainConfig, Trainer
 
 FULL = Variant(c3="full")
 
-
-def images(n, seed=0):
-    return np.random.default_rng(seed).uniform(-0.1, 1.175, (n, 32, 32))
 
 
 def test_full_init_uses_every_kernel_with_fan_in_150():
@@ -57,6 +55,7 @@ def test_full_gradient_of_formerly_unconnected_weights_matches_central_differenc
         assert abs(g[idx] - numeric) <= 1e-6 * max(abs(g[idx]), abs(numeric)), idx
 
 
+@pytest.mark.slow
 def test_full_trains_all_kernels_and_round_trips(mnist, tmp_path):
     (x, y), test = mnist
     trainer = Trainer(TrainConfig(epochs=1, train_size=300, c3="full"), ((x, y), test), tmp_path,

@@ -3,6 +3,7 @@ the effective-weight identity, finite-difference gradients, the (vanishing) L1 p
 a short MNIST run."""
 import numpy as np
 import pytest
+from random_inputs import images
 
 from lenet5 import LeNet5
 from lenet5.baselines.combinations import (
@@ -16,10 +17,6 @@ from lenet5.baselines.combinations import (
 from lenet5.core import engine
 from lenet5.core import numpy_reference as ref
 from lenet5.core.architecture import C3_TABLE, table_mask
-
-
-def images(n, seed=0):
-    return np.random.default_rng(seed).uniform(-0.1, 1.175, (n, 32, 32))
 
 
 def net_with_random_c(seed=2, kernels="pair"):

@@ -283,6 +283,7 @@ def test_errors_keep_a_keep_alive_connection_usable(server):
 
 # ---------------------------------------------------------------- concurrency
 
+@pytest.mark.slow
 def test_200_concurrent_requests_from_8_threads_match_forward(server, net):
     digits = shipped()
     rng = np.random.default_rng(0)

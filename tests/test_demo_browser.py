@@ -19,6 +19,8 @@ from lenet5.tools.demo.classify import Classifier
 from lenet5.tools.demo.samples import shipped
 from lenet5.tools.demo.server import make_server
 
+pytestmark = pytest.mark.slow  # a real browser: seconds per test
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",

@@ -86,7 +86,7 @@ def test_example_grid_shape(digits):
 
 
 def test_twenty_passes_see_every_pool_sample_twice(digits):
-    from lenet5.training.trainer import DistortedSource
+    from lenet5.training.distorted_source import DistortedSource
 
     x, y = digits
     source = DistortedSource(x, y, copies=9 * len(x), seed=0)
@@ -110,7 +110,7 @@ def test_training_on_distorted_copies_runs_and_resumes_exactly(digits, mnist, tm
         def _train_slice(self, idx, losses):
             super()._train_slice(idx, losses)
             if self.epoch == 2:
-                self._stop = True
+                self.stop.request()
 
     first = StopAfterOneChunk(TrainConfig(**cfg), data, tmp_path / "b", progress=False, log=lambda s: None)
     with pytest.raises(Interrupted, match="in epoch 2 after 50 of 200"):

@@ -251,6 +251,7 @@ def bad_mirror(server, kind):
     return server.mirror(kind, routes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", BAD_MIRRORS)
 def test_bad_mirror_alone_fails_cleanly(tmp_path, server, kind):
     url = bad_mirror(server, kind)
@@ -262,6 +263,7 @@ def test_bad_mirror_alone_fails_cleanly(tmp_path, server, kind):
     assert_only(tmp_path, [])  # nothing under a final name, no temp files
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", BAD_MIRRORS)
 def test_bad_mirror_then_good_one(tmp_path, server, kind):
     url, good = bad_mirror(server, kind), server.good()
@@ -270,6 +272,7 @@ def test_bad_mirror_then_good_one(tmp_path, server, kind):
     assert_only(tmp_path, TABLE)
 
 
+@pytest.mark.slow
 def test_all_mirrors_fail_names_each_mirror_and_reason(tmp_path, server):
     kinds = ["missing", "truncated", "wrong-content", "stall"]
     urls = [bad_mirror(server, k) for k in kinds]
@@ -333,6 +336,7 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_download_then_nothing_to_do(tmp_path, shared_mnist_dir):
     first = run_cli("--dir", str(tmp_path), "--mirror", str(shared_mnist_dir))
     assert first.returncode == 0, first.stderr

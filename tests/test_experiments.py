@@ -1,11 +1,12 @@
 """Every experiment's tiny configuration runs end to end and writes its results."""
 import json
+import sys
 
 import numpy as np
 import pytest
 
 from lenet5.cli import main
-from lenet5.experiments import NAMES, plots, runner
+from lenet5.experiments import NAMES, runner
 from lenet5.tools.rejection import reject_for, rejection_curve
 
 
@@ -30,6 +31,7 @@ def run_tiny(out, name, *extra):
     return result
 
 
+@pytest.mark.slow
 def test_curves_tiny(out):
     result = run_tiny(out, "curves")
     rows = result["rows"]
@@ -38,6 +40,7 @@ def test_curves_tiny(out):
     assert result["data"]["seeds"] == ["seed0"]
 
 
+@pytest.mark.slow
 def test_train_size_tiny(out):
     result = run_tiny(out, "train-size")
     assert result["data"]["sizes"] == [100, 200, 300]
@@ -68,7 +71,7 @@ def test_rejection_measure_on_constructed_outputs():
 
 
 def test_without_matplotlib_figures_are_skipped_with_a_note(out, monkeypatch):
-    monkeypatch.setattr(plots, "pyplot", lambda: None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
     run_tiny(out, "curves")
     readme = (out / "results" / "curves" / "README.md").read_text()
     assert "figures skipped: matplotlib is not installed" in readme
@@ -129,6 +132,19 @@ def test_unknown_experiment_is_a_usage_error(capsys):
     assert NAMES[0] in capsys.readouterr().err
 
 
+def test_recipes_tiny_trains_every_recipe_and_picks_by_the_rule(out):
+    from lenet5.experiments.recipes import pick
+    from lenet5.training.config import PAPER_MU, RECIPES
+
+    result = run_tiny(out, "recipes")
+    assert {r["recipe"] for r in result["rows"]} == set(RECIPES)
+    finals = result["data"]["finals"]
+    at_printed_mu = {name: np.mean(v) for name, v in finals.items() if RECIPES[name]["mu"] == PAPER_MU}
+    assert result["data"]["picked"] == min(at_printed_mu, key=at_printed_mu.get)
+    # the rule: the lowest mean among the recipes at the printed mu, whatever the others score
+    assert pick({"standardised": [1.0, 1.2], "lush": [0.9, 0.9], "damped": [0.1]}) == "lush"
+
+
 def test_baselines_tiny(out):
     result = run_tiny(out, "baselines")
     params = {r["network"]: r["n_params"] for r in result["rows"]}
@@ -152,6 +168,7 @@ def test_connections_tiny(out):
     assert np.array(result["data"]["table_mask"]).sum() == 60  # Table I's connections
 
 
+@pytest.mark.slow
 def test_ablations_tiny(out):
     result = run_tiny(out, "ablations")
     from lenet5.experiments.ablations import VARIANTS
@@ -162,6 +179,7 @@ def test_ablations_tiny(out):
     assert rows["exact"]["diff_points"] == 0 and rows["exact"]["within_seed_spread"]
 
 
+@pytest.mark.slow
 def test_fig9_tiny(out):
     from lenet5.core.paper import PAPER_RESULTS
 
@@ -184,6 +202,7 @@ def test_fig9_tiny(out):
     assert "fig9.png" in readme and (out / "results" / "fig9" / "fig9.png").exists()
 
 
+@pytest.mark.slow
 def test_sdlm_tiny(out):
     from lenet5.experiments.sdlm import INTERPRETATIONS, LAYERS, TRAINED
 

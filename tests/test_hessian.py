@@ -27,7 +27,7 @@ VARIANTS = [Variant(), Variant(c3="full"), Variant(pooling="average"), Variant(p
             Variant(activation="tanh"), Variant(activation="sigmoid"), Variant(activation="relu"),
             Variant(output="softmax"),
             Variant(c3="full", pooling="max", activation="relu", output="softmax"),
-            Variant(inputs="unit"),  # the paper's graph on standardised inputs (issue 14)
+            Variant(inputs="unit"),  # the paper's graph on standardised inputs
             # LeNet-1 and LeNet-4: the same engine under other sizes
             Variant(arch="lenet1", output="softmax"), Variant(arch="lenet4", output="softmax"),
             Variant(arch="lenet4", output="softmax", pooling="max", activation="relu")]
@@ -116,6 +116,7 @@ def reference_hessian(net, image, variant):
     return h
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.describe())
 def test_hessian_diagonal_matches_explicit_jacobian_reference(variant):
     net = LeNet5.init(seed=6, dtype=np.float64, variant=variant)

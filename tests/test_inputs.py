@@ -1,12 +1,14 @@
 """Variant(inputs="unit"): the paper's stated intent for the input ("mean roughly 0, variance
 roughly 1"), read as the printed -0.1/1.175 values standardised by the training set."""
 import numpy as np
+import pytest
 
 from lenet5 import LeNet5
 from lenet5.core.architecture import Variant
 from lenet5.core.paper import TRAIN_MEAN, TRAIN_STD
 
 
+@pytest.mark.slow
 def test_the_standardisation_constants_are_the_training_sets(mnist):
     (train, _), _ = mnist
     values = train.astype(np.float64)

@@ -6,6 +6,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 KERNEL = "from numba import njit\n\n\n@njit(cache=True)\ndef k(x):\n    return x + {step}\n"
 CALLER = textwrap.dedent("""
     from pathlib import Path
@@ -40,6 +42,7 @@ def edit_kernel(folder, step):
     os.utime(folder / "kernel.py", (stamp, stamp))
 
 
+@pytest.mark.slow
 def test_a_change_in_a_called_file_recompiles_the_caller(tmp_path):
     results = {}
     for guarded in (False, True):

@@ -110,6 +110,7 @@ def test_power_of_two_is_exact_over_the_normal_range():
         assert np.array_equal(got, np.ldexp(np.ones(len(ks), dtype), ks))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS, **ids)
 def test_lane_gradients_equal_the_per_sample_pass(variant):
     """loss_gradient_batch (gradient_chunk: lanes_forward, the criterion lane by lane,

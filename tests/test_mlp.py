@@ -2,6 +2,7 @@
 forward pass against numpy, finite-difference gradients, the online step, a short MNIST run."""
 import numpy as np
 import pytest
+from random_inputs import images
 
 from lenet5.baselines.mlp import (
     MLP,
@@ -14,10 +15,6 @@ from lenet5.baselines.mlp import (
     train_online,
 )
 from lenet5.core.architecture import TANH_A, TANH_S
-
-
-def images(n, seed=0):
-    return np.random.default_rng(seed).uniform(-0.1, 1.175, (n, 32, 32))
 
 
 def test_parameter_counts_are_the_papers():

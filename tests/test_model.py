@@ -2,6 +2,7 @@
 precision, checkpoints."""
 import numpy as np
 import pytest
+from random_inputs import images
 
 from lenet5 import LeNet5, Lenet5Error
 from lenet5.core import engine
@@ -11,9 +12,6 @@ from lenet5.core.model import C3_UNCONNECTED
 
 MASK = table_mask(C3_TABLE, 6)
 
-
-def images(n, seed=0, dtype=np.float64):
-    return np.random.default_rng(seed).uniform(-0.1, 1.175, (n, 32, 32)).astype(dtype)
 
 
 @pytest.fixture(scope="module")

@@ -136,7 +136,7 @@ def test_a_trainer_checkpoint_round_trips_through_the_checks(tmp_path, mnist):
     (tx, ty), (vx, vy) = mnist
     trainer = Trainer(TrainConfig(epochs=1, train_size=600), ((tx[:600], ty[:600]), (vx[:100], vy[:100])),
                       tmp_path, progress=False, log=lambda line: None)
-    trainer._stop = True  # interrupted after the first chunk: every state entry is written
+    trainer.stop.request()  # interrupted after the first chunk: every state entry is written
     with pytest.raises(Exception, match="interrupted in epoch 1 after 500"):
         trainer.run()
     _, state = LeNet5.load(trainer.checkpoint_path, with_state=True)

@@ -86,6 +86,7 @@ def bomb(gigabytes):
     return gzip.compress(bytes(100 << 20), compresslevel=9) * (10 * gigabytes)
 
 
+@pytest.mark.slow
 def test_a_gzip_bomb_is_refused_at_the_first_byte_over_in_little_memory(tmp_path, server, shared_mnist_dir):
     data = tmp_path / "data"
     data.mkdir()
@@ -132,6 +133,7 @@ def test_a_too_large_local_mirror_file_is_refused(tmp_path):
         fetch(tmp_path / "data", [str(mirror)], files={IMAGES: TABLE[IMAGES]})
 
 
+@pytest.mark.slow
 def test_a_server_that_drips_is_given_up_at_the_deadline(tmp_path, server):
     url = server.mirror("drip", {IMAGES: drip(GZ[IMAGES], 0.1)})
     started = time.perf_counter()

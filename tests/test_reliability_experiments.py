@@ -56,7 +56,7 @@ def test_ctrl_c_in_train_size_exits_130_and_reuse_resumes(here, monkeypatch, cap
     def ctrl_c_in_n200(self, idx, losses):
         real(self, idx, losses)
         if self.out_dir.name == "n200" and len(idx) > 4:
-            self._stop = True
+            self.stop.request()
     monkeypatch.setattr(Trainer, "_train_slice", ctrl_c_in_n200)
     command = ["experiment", "train-size", "--tiny", "--processes", "1"]
     assert main(command) == 130
@@ -122,6 +122,7 @@ DRIVER = textwrap.dedent("""
 """).replace("EPOCHS", str(EPOCHS))
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_worker_process_and_reuse_finishes(tmp_path, mnist_dir):
     """A real SIGINT to the parent of two worker processes (as Ctrl-C at a terminal, which
     reaches only the parent): both runs save, exit 130, and the third job, already handed to

@@ -42,6 +42,7 @@ def big_digit(digit, canvas, side, mode="L"):
     return page.convert(mode)
 
 
+@pytest.mark.slow
 def test_a_13000_pixel_square_png_is_refused_in_little_memory(tmp_path, ok_png, digits):
     huge = tmp_path / "huge.png"
     page = Image.new("L", (13000, 13000), 255)
@@ -66,6 +67,7 @@ def test_an_image_over_the_pixel_cap_but_under_pillows_is_refused_too(tmp_path):
         read_grayscale(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt, mode", [("png", "L"), ("png", "RGB"), ("jpg", "RGB"), ("png", "LA")])
 def test_large_photos_are_reduced_early_and_still_read_right(tmp_path, digits, fmt, mode):
     images, labels = digits
@@ -93,6 +95,7 @@ def with_orientation(array, orientation, fmt="PNG"):
     return buf.getvalue()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("side", [40, 3 * MAX_SIDE])  # (whole boxes: reducing and turning commute)
 def test_exif_rotation_matches_pillows_after_the_reduction(tmp_path, side):
     rng = np.random.default_rng(0)
@@ -112,6 +115,7 @@ def run_predict(*args):
                           env=lenet5_env(), capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_a_fifo_as_an_image_is_refused_and_the_others_classified(tmp_path, ok_png, digits):
     fifo = tmp_path / "f"
     os.mkfifo(fifo)
@@ -121,6 +125,7 @@ def test_a_fifo_as_an_image_is_refused_and_the_others_classified(tmp_path, ok_pn
     assert result.stdout.startswith(f"{ok_png}: {digits[1][0]} ")
 
 
+@pytest.mark.slow
 def test_a_fifo_as_a_checkpoint_or_sidecar_does_not_hang(tmp_path, ok_png, digits):
     fifo = tmp_path / "net.npz"
     os.mkfifo(fifo)

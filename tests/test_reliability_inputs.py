@@ -61,6 +61,7 @@ def test_meta_entries_of_the_wrong_type_are_one_line(tmp_path, capsys, meta, mes
         assert message in one_line_error(capsys, command)
 
 
+@pytest.mark.slow
 def test_a_label_cache_out_of_range_is_rebuilt(tmp_path, mnist_dir, capsys):
     data = tmp_path / "mnist"
     shutil.copytree(mnist_dir, data)

@@ -75,6 +75,7 @@ def test_the_sidecar_of_such_a_network_is_valid_json_and_read_back(untrained, mn
     assert no_threshold_reason(copy, tmp_path / "no-mnist").startswith("no rejection threshold: this network")
 
 
+@pytest.mark.slow
 def test_the_demo_starts_and_its_info_is_valid_json(untrained, mnist_dir):
     proc = subprocess.Popen([sys.executable, "-m", "lenet5", "demo", "--port", "0", "--checkpoint",
                              str(untrained), "--data-dir", str(mnist_dir)], cwd=REPO, env=lenet5_env(),

@@ -18,7 +18,9 @@ from lenet5.cli import main
 from lenet5.commands import train as train_command
 from lenet5.commands.evaluate import reference_checkpoint
 from lenet5.training import rundir, warmup
-from lenet5.training.trainer import RECIPES, Interrupted, TrainConfig, Trainer
+from lenet5.training.config import RECIPES, TrainConfig
+from lenet5.training.interruption import Interrupted
+from lenet5.training.trainer import Trainer
 
 N = 1000  # training images per run
 
@@ -116,9 +118,9 @@ def test_full_disk_in_pass_one_says_nothing_was_saved(cli, tmp_path, monkeypatch
 
 
 def test_checkpoint_is_written_before_the_metrics(cli, tmp_path, monkeypatch):
-    import lenet5.training.trainer
+    import lenet5.training.run_checkpoint
 
-    enospc_on(monkeypatch, lenet5.training.trainer, "write_json_atomic")
+    enospc_on(monkeypatch, lenet5.training.run_checkpoint, "write_json_atomic")
     code, _, err = cli("--epochs", "1", "--out", "run")
     assert code == 2
     one_line_error(err, "cannot write the metrics in run: No space left on device; the last saved "
@@ -237,7 +239,8 @@ def test_interrupt_prints_the_whole_resume_command_which_works(cli, tmp_path, mn
 
     def interrupt_after_one_chunk(self, idx, losses):
         real(self, idx, losses)
-        self._stop = len(idx) > warmup.WARMUP_IMAGES  # what Ctrl-C does, in the run proper
+        if len(idx) > warmup.WARMUP_IMAGES:  # what Ctrl-C does, in the run proper
+            self.stop.request()
     monkeypatch.setattr(Trainer, "_train_slice", interrupt_after_one_chunk)
     code, _, err = cli("--epochs", "1", "--out", "run")
     assert code == 130
@@ -283,7 +286,7 @@ def test_a_checkpoint_from_other_data_is_refused(mnist, tmp_path):
     config = TrainConfig(epochs=1, train_size=600, optimizer="sgd")
     trainer = Trainer(config, small(mnist, 600), tmp_path, **QUIET)
     trainer._train_slice = lambda idx, losses, real=trainer._train_slice: (real(idx, losses),
-                                                                            setattr(trainer, "_stop", True))
+                                                                            trainer.stop.request())
     with pytest.raises(Interrupted):
         trainer.run()
     net, state = LeNet5.load(tmp_path / "checkpoint.npz", with_state=True)
@@ -298,7 +301,7 @@ def test_a_checkpoint_from_other_data_is_refused(mnist, tmp_path):
     (dict(optimizer="sgd", lr=0.1), "the loss rose to", "lower --lr (it is 0.1; the default is 0.001)"),
     (dict(RECIPES["damped"], mu=0.02), "the loss rose to",  # the printed init at the printed mu
      "raise --mu, SDLM's damping (it is 0.02), or use a recipe that is stable at its own mu "
-     "(--recipe standardised or damped)"),
+     "(--recipe lush, standardised or damped)"),
 ])
 def test_divergence_names_the_cause_and_the_fix(mnist, tmp_path, settings, cause, advice):
     trainer = Trainer(TrainConfig(epochs=1, train_size=N, **settings), small(mnist), tmp_path, **QUIET)

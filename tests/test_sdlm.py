@@ -23,7 +23,10 @@ from lenet5.core.architecture import C3_TABLE, TANH_A, TANH_S, Variant, table_ma
 from lenet5.core.model import MAP_J
 from lenet5.errors import Lenet5Error
 from lenet5.experiments.sdlm import INTERPRETATIONS, interpretation_config, pass1_rates
-from lenet5.training.trainer import Interrupted, TrainConfig, Trainer, sdlm_rates
+from lenet5.training.config import TrainConfig
+from lenet5.training.interruption import Interrupted
+from lenet5.training.step_sizes import sdlm_rates
+from lenet5.training.trainer import Trainer
 
 MASK3 = table_mask(C3_TABLE, 6)
 NAMES = ("C1.weight", "C1.bias", "S2.coeff", "S2.bias", "C3.weight", "C3.bias", "S4.coeff", "S4.bias",
@@ -216,7 +219,7 @@ def test_choices_resume_exactly(mnist, tmp_path):
         original(idx, losses)
         calls.append(1)
         if interrupted.epoch == 2 and len(calls) >= 5:  # pass 2, after 1,000 samples
-            interrupted._stop = True
+            interrupted.stop.request()
 
     interrupted._train_slice = slice_then_interrupt
     with pytest.raises(Interrupted):
@@ -254,7 +257,7 @@ def test_cli_records_the_choices_and_resume_keeps_them(mnist_dir, tmp_path, caps
 def test_recipes_set_their_settings_together_and_a_given_flag_wins():
     from lenet5.cli import build_parser
     from lenet5.commands.train import given_settings, new_config
-    from lenet5.training.trainer import DEFAULT_RECIPE, RECIPES
+    from lenet5.training.config import DEFAULT_RECIPE, RECIPES
 
     def config(*argv):
         return new_config(given_settings(build_parser().parse_args(["train", *argv])))
@@ -262,7 +265,7 @@ def test_recipes_set_their_settings_together_and_a_given_flag_wins():
     assert {k: getattr(default, k) for k in RECIPES[DEFAULT_RECIPE]} == RECIPES[DEFAULT_RECIPE]
     damped = config("--recipe", "damped")
     assert {k: getattr(damped, k) for k in RECIPES["damped"]} == RECIPES["damped"]
-    assert damped.variant == Variant() and default.variant == Variant(inputs="unit")
+    assert damped.variant == Variant() and default.variant == Variant(inputs=RECIPES[DEFAULT_RECIPE]["inputs"])
     mixed = config("--recipe", "damped", "--mu", "0.5")
     assert mixed.mu == 0.5 and mixed.init == "paper"
     assert config("--optimizer", "sgd").hessian_every == 0  # an SDLM setting
@@ -271,7 +274,7 @@ def test_recipes_set_their_settings_together_and_a_given_flag_wins():
 def test_a_checkpoint_from_before_a_setting_existed_resumes_as_it_was_trained(mnist, tmp_path):
     """An older checkpoint's config lacks the settings added since (inputs, init, ...): they
     are read as their values then (the damped recipe), not as today's defaults."""
-    from lenet5.training.trainer import RECIPES, saved_config
+    from lenet5.training.config import RECIPES, saved_config
 
     old = {"epochs": 2, "seed": 0, "mu": 1.0, "train_size": 300}  # written before init/inputs/hessian_every
     full = saved_config(json.dumps(old))
@@ -280,7 +283,7 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes_as_it_was_trained(mn
 
 
 def test_hessian_estimates_per_pass_counts_what_the_trainer_does(mnist, tmp_path):
-    from lenet5.training.trainer import hessian_estimates_per_pass
+    from lenet5.training.step_sizes import hessian_estimates_per_pass
 
     for every in (0, 500, 1000):
         trainer = Trainer(TrainConfig(epochs=1, train_size=1500, hessian_every=every, mu=1.0),

@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 
 from lenet5 import LeNet5, Lenet5Error
+from lenet5.cli import main
 from lenet5.core.prototypes import BITMAP_COLS, BITMAP_ROWS, DIGIT_BITMAPS, parse_bitmap, rbf_prototypes
-from lenet5.training.trainer import Interrupted, TrainConfig, Trainer, sdlm_epsilon
+from lenet5.training.config import RECIPES, TrainConfig
+from lenet5.training.interruption import Interrupted
+from lenet5.training.step_sizes import sdlm_epsilon
+from lenet5.training.trainer import Trainer
 
 
 def test_prototypes_are_ten_distinct_7x12_bitmaps():
@@ -30,6 +34,48 @@ def test_epsilon_schedule_is_the_papers():
     assert got == [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8
 
 
+def test_lush_schedule_is_ten_passes_at_each_step():
+    got = [sdlm_epsilon(e, "lush") for e in range(1, 31)]
+    assert got == [1e-4] * 10 + [1e-5] * 10 + [1e-6] * 10
+
+
+def test_the_schedule_is_a_checked_sdlm_setting():
+    assert TrainConfig(schedule="lush").epsilon(11) == 1e-5
+    with pytest.raises(Lenet5Error, match="unknown schedule 'weekly'"):
+        TrainConfig(schedule="weekly").check()
+    from lenet5.cli import build_parser
+    from lenet5.commands.train import check_used, given_settings, new_config
+
+    given = given_settings(build_parser().parse_args(["train", "--optimizer", "sgd", "--schedule", "lush"]))
+    with pytest.raises(Lenet5Error, match="--schedule is SDLM's global step schedule; it does nothing"):
+        check_used(new_config(given), given)
+
+
+def test_a_run_steps_by_its_schedule_records_it_and_resume_keeps_it(mnist_dir, tmp_path, capsys):
+    """--recipe lush: the start line names the schedule, the passes step at 1e-4, the
+    checkpoint records it, and a --resume that asks for another schedule is refused."""
+    common = ["--quiet", "--data-dir", str(mnist_dir)]
+    out = tmp_path / "r"
+    assert main(["train", "--recipe", "lush", "--epochs", "1", "--train-size", "1000", "--out", str(out),
+                 *common]) == 0
+    start = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("training "))
+    assert "(recipe lush: --mu 0.02, --init lush, --inputs paper, --hessian-every 0, --schedule lush)" in start
+    _, state = LeNet5.load(out / "checkpoint.npz", with_state=True)
+    assert json.loads(str(state["state.config"]))["schedule"] == "lush"
+    assert [row["lr"] for row in json.loads(str(state["state.history"]))] == [1e-4]
+    refused = main(["train", "--resume", str(out / "checkpoint.npz"), "--epochs", "2", "--schedule", "paper",
+                    *common])
+    assert refused == 2 and "--schedule paper (the checkpoint has lush)" in capsys.readouterr().err
+
+
+def test_a_checkpoint_from_before_the_schedule_setting_resumes_on_the_papers():
+    from lenet5.training.config import saved_config
+
+    old = TrainConfig(**RECIPES["damped"])
+    text = json.dumps({k: v for k, v in json.loads(old.to_json()).items() if k != "schedule"})
+    assert saved_config(text)["schedule"] == "paper"
+
+
 def small(mnist, n_train, n_test=2000):
     (tx, ty), (vx, vy) = mnist
     return (tx[:n_train], ty[:n_train]), (vx[:n_test], vy[:n_test])
@@ -46,8 +92,12 @@ def test_short_real_run_learns(mnist, tmp_path):
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == history
     assert (tmp_path / "metrics.csv").read_text().startswith("epoch,lr,train_loss")
+    # the checkpoint holds the trained network itself: it is not the initial draw, and it
+    # scores exactly the test error the run reported
     net = LeNet5.load(tmp_path / "checkpoint.npz")
-    assert np.array_equal(net.theta, LeNet5.load(tmp_path / "checkpoint.npz").theta)
+    assert not np.array_equal(net.theta, LeNet5.init(seed=0, scale=config.init).theta)
+    (_, _), (test_x, test_y) = small(mnist, 6000)
+    assert 100.0 * np.mean(net.predict(test_x) != test_y) == row["test_error_pct"]
 
 
 @pytest.mark.parametrize("optimizer,batch", [("sdlm", 1), ("sgd", 1), ("sgd", 32)])
@@ -66,7 +116,7 @@ def test_resume_after_interrupt_equals_uninterrupted(mnist, tmp_path, optimizer,
         original(idx, losses)
         calls.append(len(idx))
         if interrupted.epoch == 2 and len(calls) >= 2:
-            interrupted._stop = True  # what Ctrl-C does
+            interrupted.stop.request()  # what Ctrl-C does
 
     interrupted._train_slice = slice_then_interrupt
     with pytest.raises(Interrupted, match="epoch 2"):
@@ -84,6 +134,7 @@ class Crash(BaseException):
     """The process dying (not an error the trainer handles)."""
 
 
+@pytest.mark.slow
 def test_each_pass_is_evaluated_on_its_own_parameters_while_the_next_trains(mnist, tmp_path):
     """Pass 1's errors come from the evaluation thread while pass 2 trains; they are those of
     pass 1's parameters, as a one-pass run (evaluated at once) gives them."""
@@ -130,7 +181,7 @@ def test_a_pass_saved_before_its_evaluation_finished_resumes_to_the_same_run(mni
     """The process dies right after pass 1 is saved, before its errors are known: the checkpoint
     holds pass 1 with its row pending, and --resume evaluates it first, then trains on to the
     uninterrupted run's weights and history."""
-    import lenet5.training.trainer
+    import lenet5.training.evaluation
 
     config = TrainConfig(epochs=2, seed=5, train_size=1200)
     data, quiet = small(mnist, 1200, 500), dict(progress=False, log=lambda s: None)
@@ -139,7 +190,7 @@ def test_a_pass_saved_before_its_evaluation_finished_resumes_to_the_same_run(mni
 
     def die(*args):
         raise Crash
-    monkeypatch.setattr(lenet5.training.trainer._EVALUATOR, "submit", die)
+    monkeypatch.setattr(lenet5.training.evaluation.EVALUATOR, "submit", die)
     with pytest.raises(Crash):
         Trainer(config, data, tmp_path / "b", evaluate_concurrently=True, **quiet).run()
     monkeypatch.undo()
@@ -179,6 +230,7 @@ def run_cli(*args, env_extra=None, **kwargs):
                           env=env, **kwargs)
 
 
+@pytest.mark.slow
 def test_cli_ctrl_c_saves_and_resume_finishes(mnist_dir, tmp_path):
     """A real SIGINT mid-run: exit 130, a resume hint, and --resume reaches the same weights."""
     common = ["--train-size", "6000", "--epochs", "3", "--seed", "1", "--data-dir", str(mnist_dir), "--quiet"]
@@ -205,6 +257,32 @@ def test_cli_ctrl_c_saves_and_resume_finishes(mnist_dir, tmp_path):
     assert np.array_equal(a.theta, b.theta)
 
 
+@pytest.mark.slow
+def test_cli_sigterm_saves_like_ctrl_c(mnist_dir, tmp_path):
+    """SIGTERM (a scheduler's or a `kill`'s stop) mid-pass: the pass so far is saved, exit 143
+    (128 + 15) with a resume hint, and the saved checkpoint resumes."""
+    common = ["--train-size", "30000", "--epochs", "2", "--seed", "1", "--data-dir", str(mnist_dir), "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "lenet5", "train", *common, "--out", str(tmp_path / "b")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    while True:  # wait until pass 1's row is out (shown while pass 2 trains), then stop it
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        if line.startswith("epoch   1"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "interrupted in epoch 2" in err and "Traceback" not in err
+    assert "resume with: lenet5 train --resume" in err
+    _, state = LeNet5.load(tmp_path / "b" / "checkpoint.npz", with_state=True)
+    assert int(state["state.epoch"]) == 2 and int(state["state.position"]) > 0  # pass 2 so far is kept
+    resumed = run_cli("train", "--resume", str(tmp_path / "b" / "checkpoint.npz"), "--quiet",
+                      "--data-dir", str(mnist_dir))
+    assert resumed.returncode == 0, resumed.stderr
+
+
+@pytest.mark.slow
 def test_cli_evaluate_prints_error_and_confusion(mnist_dir, tmp_path):
     net = LeNet5.init(seed=0)
     net.save(tmp_path / "net.npz")
@@ -219,6 +297,7 @@ def test_cli_evaluate_prints_error_and_confusion(mnist_dir, tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not a valid .npz" in out.stderr
 
 
+@pytest.mark.slow
 def test_cli_train_arch_lenet1(mnist_dir, tmp_path):
     """--arch lenet1 trains LeNet-1 on the same engine and trainer: its softmax output and
     cross-entropy by default, its own sizes in the checkpoint."""
@@ -239,7 +318,7 @@ def test_the_trainers_error_pct_is_predicts(mnist):
     LeNet5.predict, for the shipped network and an untrained unit-input one."""
     from lenet5.core.architecture import Variant
     from lenet5.core.model import reference_checkpoint
-    from lenet5.training.trainer import error_pct
+    from lenet5.training.evaluation import error_pct
 
     images, labels = mnist[1][0][:700], mnist[1][1][:700]
     for net in (LeNet5.load(reference_checkpoint()), LeNet5.init(seed=2, variant=Variant(inputs="unit"))):

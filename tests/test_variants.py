@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from random_inputs import images
 from test_hessian import VARIANTS
 
 from lenet5 import LeNet5, Lenet5Error
@@ -14,15 +15,13 @@ from lenet5.core import numpy_reference as ref
 from lenet5.core.architecture import VARIANT_CHOICES, Variant, table_mask
 from lenet5.core.paper import TRAIN_MEAN, TRAIN_STD
 from lenet5.tools.audit import audit_rows
-from lenet5.training.trainer import RECIPES, TrainConfig, Trainer
+from lenet5.training.config import RECIPES, TrainConfig
+from lenet5.training.trainer import Trainer
 
 ACT_CODES = {"scaled-tanh": kernels.ACT_SCALED_TANH, "tanh": kernels.ACT_TANH,
              "sigmoid": kernels.ACT_SIGMOID, "relu": kernels.ACT_RELU, "identity": kernels.ACT_IDENTITY}
 ids = {"ids": lambda v: v.describe()}
 
-
-def images(n, seed=0):
-    return np.random.default_rng(seed).uniform(-0.1, 1.175, (n, 32, 32))
 
 
 @pytest.mark.parametrize("name", list(ACT_CODES))

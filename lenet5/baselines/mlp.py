@@ -54,6 +54,7 @@ from ..core.kernels import (
     dense_backward,
     dense_forward,
 )
+from ..training.step_sizes import sdlm_epsilon
 from .online import online_pass
 
 INPUTS = 28 * 28
@@ -65,19 +66,14 @@ PAPER_BASELINES = {  # hidden layers -> (parameters, test error % in the paper's
     (1000,): (795_010, 4.5),
     (300, 100): (266_610, 3.05),
 }
-# Ratios of the paper's epsilon schedule (train.EPSILON_SCHEDULE / 5e-4): (last pass, factor)
-PASS_SCHEDULE = ((2, 1.0), (5, 0.4), (8, 0.2), (12, 0.1))
-PASS_FINAL = 0.02
 
 kernel = nb.njit(**JIT_OPTIONS)
 
 
 def pass_factor(epoch):
-    """Step-size multiplier for pass `epoch` (1-based)."""
-    for last, factor in PASS_SCHEDULE:
-        if epoch <= last:
-            return factor
-    return PASS_FINAL
+    """Step-size multiplier for pass `epoch` (1-based): the paper's epsilon schedule relative
+    to its first pass (1, 0.4, 0.2, 0.1, then 0.02; exact in floating point)."""
+    return sdlm_epsilon(epoch) / sdlm_epsilon(1)
 
 
 def layer_sizes(hidden):

@@ -4,17 +4,19 @@
   decompressed and all together at most MAX_TOTAL_BYTES, read from the zip directory before
   any entry is decompressed; each entry's .npy header must describe exactly the bytes the
   directory lists and no Python objects (so nothing is ever unpickled).
-* The training state (`state.*`, written by lenet5.training.trainer.Trainer.save): only the entries of
+* The training state (`state.*`, written by lenet5.training.trainer.Trainer.state): only the entries of
   STATE_ENTRIES, each of its kind, consistent with each other.
 * The RBF prototypes, when stored: 10x84 of +-1 (the paper's fixed 7x12 bitmaps).
 """
 import json
 import math
+import zipfile
 
 import numpy as np
 
 from ..errors import Lenet5Error
-from .architecture import PARAM_SHAPES, PROTOTYPES
+from ..files import UnreadableFile, open_regular, printable
+from .architecture import PAPER, PARAM_SHAPES, PROTOTYPES, Variant
 
 MAX_ENTRIES = 64
 MAX_ENTRY_BYTES = 16 << 20  # the largest real entry, state.eta in float64, is ~0.5 MB
@@ -158,3 +160,65 @@ def _check_consistent(state, where):
         if position > len(state["state.epoch_losses"]):
             raise Lenet5Error(f"{where}: state.position {position} is past the end of the pass "
                               f"({len(state['state.epoch_losses'])} samples)")
+
+
+def load_npz(path):
+    """All arrays of an .npz, read with allow_pickle=False after the zip directory and every
+    entry's header are checked against size limits (check_archive, check_entry_header), so a small file
+    cannot unpack into gigabytes; any problem -> Lenet5Error."""
+    where = f"checkpoint {printable(path)}"
+    try:
+        f = open_regular(path)  # (a FIFO is refused, never waited on)
+    except UnreadableFile as e:
+        raise Lenet5Error(f"{where}: {e}") from None
+    try:
+        with f:
+            if f.read(4) != b"PK\x03\x04":
+                raise Lenet5Error(f"{where}: not a valid .npz (not a zip archive)")
+            f.seek(0)
+            return read_npz(f, where)
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise Lenet5Error(f"{where}: holds a pickled object; refusing to load it") from None
+        raise Lenet5Error(f"{where}: not a valid .npz ({e})") from None
+    except RuntimeError as e:  # zipfile: an encrypted entry ("password required")
+        raise Lenet5Error(f"{where}: not a valid .npz ({e})") from None
+    except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError) as e:
+        raise Lenet5Error(f"{where}: not a valid .npz ({e})") from None
+
+
+def read_npz(f, where):
+    """The arrays of the open .npz `f`, each entry's header checked before it is read."""
+    arrays = {}
+    with zipfile.ZipFile(f) as archive:
+        infos = archive.infolist()
+        check_archive(infos, where)
+        for info in infos:
+            with archive.open(info) as entry:
+                check_entry_header(entry, info, where)
+            with archive.open(info) as entry:
+                arrays[info.filename[:-4]] = np.lib.format.read_array(entry, allow_pickle=False)
+    return arrays
+
+
+def checkpoint_variant(arrays, where):
+    """The Variant a checkpoint records: meta.variant (a JSON object of strings), or the older
+    meta.c3 entry (a string), or none at all for the paper's network."""
+    for name in ("meta.variant", "meta.c3", "meta.dtype"):
+        if name in arrays and (arrays[name].shape != () or arrays[name].dtype.kind != "U"):
+            raise Lenet5Error(f"{where}: {name} must be a text entry, got {arrays[name].dtype} "
+                              f"of shape {arrays[name].shape}")
+    try:
+        if "meta.variant" in arrays:
+            text = str(arrays["meta.variant"])
+            data = json.loads(text)
+            if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+                raise Lenet5Error(f"meta.variant must be a JSON object of text choices, got {text[:80]!r}")
+            return Variant.from_json(text)
+        if "meta.c3" in arrays:
+            return Variant(c3=str(arrays["meta.c3"]))
+    except ValueError:
+        raise Lenet5Error(f"{where}: meta.variant is not JSON") from None
+    except Lenet5Error as e:
+        raise Lenet5Error(f"{where}: {e}") from None
+    return PAPER

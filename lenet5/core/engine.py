@@ -630,7 +630,7 @@ def hessian_diagonal(images, theta, spec, hess):
     hessian_diagonal_seeded(images, theta, spec, SEED_GAUSS_NEWTON, hess)
 
 
-# The seed d2E/dx6^2 at the RBF output (the --gn-seed choice, lenet5.training.trainer.GN_SEEDS):
+# The seed d2E/dx6^2 at the RBF output (the --gn-seed choice, lenet5.training.step_sizes.GN_SEEDS):
 # SEED_GAUSS_NEWTON: RBF_GAUSS_NEWTON = 2 for every F6 unit (the default);
 # SEED_HALF: 1, the 1/2 ||x - p||^2 convention of Lush/EBLearn (every h_kk halved);
 # SEED_EXACT: the exact diagonal of d2E/dx6^2 of the criterion, RBF and criterion taken together

@@ -1,6 +1,5 @@
-"""The LeNet5 model object: parameters, forward pass, loss and gradients, checkpoints."""
-import json
-import zipfile
+"""The LeNet5 model object: parameters, forward pass, loss and gradients, saving and loading
+(the file format and its checks are in checkpoint_format, the input checks in inputs)."""
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -8,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Lenet5Error
-from ..files import UnreadableFile, open_regular, printable, save_npz_atomic
+from ..files import printable, save_npz_atomic
 from . import engine
 from .architecture import (
     C3_TABLE,
@@ -23,7 +22,8 @@ from .architecture import (
     param_shapes,
     table_mask,
 )
-from .checkpoint_format import check_archive, check_contents, check_entry_header
+from .checkpoint_format import check_contents, checkpoint_variant, load_npz
+from .inputs import check_images, check_labels
 from .paper import PAPER_TOTAL
 
 FORMAT_VERSION = 1
@@ -325,29 +325,6 @@ class LeNet5:
         return net
 
 
-def checkpoint_variant(arrays, where):
-    """The Variant a checkpoint records: meta.variant (a JSON object of strings), or the older
-    meta.c3 entry (a string), or none at all for the paper's network."""
-    for name in ("meta.variant", "meta.c3", "meta.dtype"):
-        if name in arrays and (arrays[name].shape != () or arrays[name].dtype.kind != "U"):
-            raise Lenet5Error(f"{where}: {name} must be a text entry, got {arrays[name].dtype} "
-                              f"of shape {arrays[name].shape}")
-    try:
-        if "meta.variant" in arrays:
-            text = str(arrays["meta.variant"])
-            data = json.loads(text)
-            if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-                raise Lenet5Error(f"meta.variant must be a JSON object of text choices, got {text[:80]!r}")
-            return Variant.from_json(text)
-        if "meta.c3" in arrays:
-            return Variant(c3=str(arrays["meta.c3"]))
-    except ValueError:
-        raise Lenet5Error(f"{where}: meta.variant is not JSON") from None
-    except Lenet5Error as e:
-        raise Lenet5Error(f"{where}: {e}") from None
-    return PAPER
-
-
 def default_loss(variant):
     """The criterion an output is trained with unless told otherwise: MAP (eq. 9) for the RBF
     output, cross-entropy for the softmax output."""
@@ -360,83 +337,3 @@ def check_loss(variant, loss):
     if loss not in allowed:
         raise Lenet5Error(f"loss {loss!r} does not go with the {variant.output} output: choose "
                           f"{' or '.join(allowed)}")
-
-
-# Inputs far outside the paper's range [-0.1, 1.175] are raw pixels, not preprocessed ones.
-INPUT_LIMIT = 10.0
-
-
-def check_images(x):
-    """`x` as an (N, 32, 32) real array (one (32, 32) image is N = 1), or a Lenet5Error:
-    no images, not real numbers (object, complex, text, bool, raw integer pixels), NaN or
-    infinite values, values far outside the paper's input range."""
-    x = np.asarray(x)
-    if x.ndim == 2:
-        x = x[None]
-    how = ("map raw uint8 (N, 28, 28) digits with lenet5.data.mnist.preprocess, which pads them "
-           "to 32x32 and scales 0..255 to -0.1..1.175 as the paper does")
-    if x.dtype.kind in "iu":
-        raise Lenet5Error(f"images are integers ({x.dtype}), i.e. raw pixels: {how}")
-    if x.dtype.kind != "f":
-        raise Lenet5Error(f"images must be real floating-point numbers, got dtype {x.dtype}")
-    if x.ndim != 3 or x.shape[1:] != (32, 32):
-        raise Lenet5Error(f"expected images of shape (N, 32, 32), got {x.shape}")
-    if len(x) == 0:
-        raise Lenet5Error("no images: the batch is empty")
-    finite = np.isfinite(x)
-    if not finite.all():
-        first = int(np.argmin(finite.reshape(len(x), -1).all(axis=1)))
-        raise Lenet5Error(f"images hold NaN or infinite values (first in image {first})")
-    peak = float(np.abs(x).max())
-    if peak > INPUT_LIMIT:
-        raise Lenet5Error(f"image values reach {peak:g}, far outside the paper's input range "
-                          f"-0.1..1.175; if these are raw 0..255 pixels, {how}")
-    return x
-
-
-def check_labels(labels, n):
-    labels = np.asarray(labels)
-    if labels.shape != (n,) or labels.dtype.kind not in "iu":
-        raise Lenet5Error(f"expected {n} integer labels, got shape {labels.shape} {labels.dtype}")
-    if n and (labels.min() < 0 or labels.max() > 9):
-        raise Lenet5Error("labels must be digits 0-9")
-    return labels.astype(np.int64)
-
-
-def load_npz(path):
-    """All arrays of an .npz, read with allow_pickle=False after the zip directory and every
-    entry's header are checked against size limits (lenet5.core.checkpoint_format), so a small file
-    cannot unpack into gigabytes; any problem -> Lenet5Error."""
-    where = f"checkpoint {printable(path)}"
-    try:
-        f = open_regular(path)  # (a FIFO is refused, never waited on)
-    except UnreadableFile as e:
-        raise Lenet5Error(f"{where}: {e}") from None
-    try:
-        with f:
-            if f.read(4) != b"PK\x03\x04":
-                raise Lenet5Error(f"{where}: not a valid .npz (not a zip archive)")
-            f.seek(0)
-            return _read_npz(f, where)
-    except ValueError as e:
-        if "allow_pickle" in str(e):
-            raise Lenet5Error(f"{where}: holds a pickled object; refusing to load it") from None
-        raise Lenet5Error(f"{where}: not a valid .npz ({e})") from None
-    except RuntimeError as e:  # zipfile: an encrypted entry ("password required")
-        raise Lenet5Error(f"{where}: not a valid .npz ({e})") from None
-    except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError) as e:
-        raise Lenet5Error(f"{where}: not a valid .npz ({e})") from None
-
-
-def _read_npz(f, where):
-    """The arrays of the open .npz `f`, each entry's header checked before it is read."""
-    arrays = {}
-    with zipfile.ZipFile(f) as archive:
-        infos = archive.infolist()
-        check_archive(infos, where)
-        for info in infos:
-            with archive.open(info) as entry:
-                check_entry_header(entry, info, where)
-            with archive.open(info) as entry:
-                arrays[info.filename[:-4]] = np.lib.format.read_array(entry, allow_pickle=False)
-    return arrays

@@ -17,6 +17,7 @@ MODULES = {
     "rejection": "rejection",
     "fig9": "fig9",
     "sdlm": "sdlm",
+    "recipes": "recipes",
 }
 NAMES = tuple(MODULES)
 

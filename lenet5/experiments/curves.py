@@ -3,7 +3,7 @@ paper protocol (SDLM, MAP, online, no distortions), over several seeds."""
 import numpy as np
 
 from ..core.paper import PAPER_RESULTS
-from .jobs import default_recipe_note, mean_range, mnist, per_pass, spread
+from .jobs import default_recipe, default_recipe_note, mean_range, mnist, per_pass, spread
 from .runner import Job
 
 SEEDS = (0, 1, 2)
@@ -12,7 +12,7 @@ MAX_GRID = 120  # misclassified digits drawn at most (the paper's Fig. 8 shows 8
 
 def jobs(opts):
     return [Job(f"seed{s}", "lenet5.experiments.jobs:train_run",
-                dict(config={"seed": s, "epochs": opts.passes()}, runs=str(opts.runs / "curves"),
+                dict(config=default_recipe(seed=s, epochs=opts.passes()), runs=str(opts.runs / "curves"),
                      data_dir=opts.data_dir, tiny=opts.tiny, keep_outputs=True))
             for s in opts.seed_list(SEEDS)]
 

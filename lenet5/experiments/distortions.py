@@ -6,7 +6,7 @@ import numpy as np
 
 from ..core.paper import PAPER_RESULTS
 from ..files import save_figure_atomic
-from .jobs import default_recipe_note, mean_range, mnist, per_pass, spread
+from .jobs import default_recipe, default_recipe_note, mean_range, mnist, per_pass, spread
 from .runner import TINY_TRAIN_SIZE, Job
 
 SEEDS = (0, 1, 2)
@@ -16,8 +16,8 @@ COPIES_PER_ORIGINAL = PAPER_RESULTS["train_samples_distorted"] // 60_000  # 9
 def jobs(opts):
     originals = TINY_TRAIN_SIZE if opts.tiny else 60_000
     return [Job(f"seed{s}", "lenet5.experiments.jobs:train_run",
-                dict(config={"seed": s, "epochs": opts.passes(),
-                             "distortions": COPIES_PER_ORIGINAL * originals},
+                dict(config=default_recipe(seed=s, epochs=opts.passes(),
+                                           distortions=COPIES_PER_ORIGINAL * originals),
                      runs=str(opts.runs / "distortions"), data_dir=opts.data_dir, tiny=opts.tiny,
                      keep_outputs=True))
             for s in opts.seed_list(SEEDS)]

@@ -9,11 +9,12 @@ import numpy as np
 from .runner import TINY_TRAIN_SIZE, log_prefixed
 
 # The experiments whose committed results were trained with the damped recipe pin it
-# (lenet5.training.trainer.RECIPES["damped"]: the printed init and inputs, h before each pass,
+# (lenet5.training.config.RECIPES["damped"]: the printed init and inputs, h before each pass,
 # mu = 1), so running them again reproduces those results; their reports say so (DAMPED_NOTE).
 DAMPED_NOTE = ("Trained with the `damped` recipe (`lenet5 train --recipe damped`: the printed "
                "initialisation and inputs, the Hessian before each pass, mu = 1); `lenet5 train` "
-               "defaults to `standardised` (README, \"Choices the paper left open\").")
+               "defaults to the recipe with the lowest test error at the printed mu (README, "
+               "\"Choices the paper left open\").")
 
 
 # Each run evaluates a pass while the next one trains, although its process has one Numba thread:
@@ -23,16 +24,24 @@ EVALUATE_CONCURRENTLY = True
 
 def default_recipe_note():
     """The line saying a report's runs used TrainConfig's defaults (the default recipe)."""
-    from ..training.trainer import DEFAULT_RECIPE, RECIPES
+    from ..training.config import DEFAULT_RECIPE, RECIPES
 
     settings = ", ".join(f"{k} {v}" for k, v in RECIPES[DEFAULT_RECIPE].items())
-    return (f"Trained with the default recipe `{DEFAULT_RECIPE}` ({settings}); results with the "
-            "`damped` recipe (`--recipe damped`) are in the README.")
+    return (f"Trained with the default recipe `{DEFAULT_RECIPE}` ({settings}); every recipe over "
+            "5 seeds: results/recipes.")
+
+
+def default_recipe(**settings):
+    """TrainConfig settings: the default recipe's, written out (so a saved run of an earlier
+    default is not taken for one of this default), with `settings` on top."""
+    from ..training.config import DEFAULT_RECIPE
+
+    return recipe(DEFAULT_RECIPE, **settings)
 
 
 def recipe(name, **settings):
-    """TrainConfig settings: a training recipe's (lenet5.training.trainer.RECIPES) with `settings` on top."""
-    from ..training.trainer import RECIPES
+    """TrainConfig settings: a training recipe's (lenet5.training.config.RECIPES) with `settings` on top."""
+    from ..training.config import RECIPES
 
     return dict(RECIPES[name], **settings)
 
@@ -54,6 +63,8 @@ def train_run(key, config, runs, data_dir=None, tiny=False, keep_outputs=False, 
         config["train_size"] = min(config.get("train_size") or TINY_TRAIN_SIZE, TINY_TRAIN_SIZE)
     data = mnist(data_dir)
     trainer, history, seconds = train_into(Path(runs) / key, config, data, reuse, log_prefixed(key))
+    if history:  # the run's own training time, over however many sittings it took (a resumed run)
+        seconds = round(sum(row["seconds"] for row in history), 1)
     result = {"config": config, "history": history, "seconds": seconds,
               "final": history[-1] if history else None, "checkpoint": str(trainer.checkpoint_path)}
     if keep_outputs:
@@ -91,7 +102,7 @@ def saved_run(path, config, log):
     except Lenet5Error as e:
         log(f"not resuming: {e}")
         return None, None
-    from ..training.trainer import saved_config
+    from ..training.config import saved_config
 
     saved = saved_config(state["state.config"]) if "state.config" in state else None
     if saved != json.loads(json.dumps(asdict(config))):

@@ -1,23 +1,12 @@
 """PNG figures through matplotlib, an optional extra (`pip install -e ".[plots]"`). Without it
 the experiments still run and say which figures were skipped."""
 
-from ..files import save_figure_atomic
-
-
-def pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from ..files import headless_pyplot, save_figure_atomic
 
 
 def draw(figures, results, opts, folder):
     """Run an experiment's `figures` function; returns ({file: caption}, skipped-note or "")."""
-    plt = pyplot()
+    plt = headless_pyplot()
     if plt is None:
         return {}, "figures skipped: matplotlib is not installed (pip install -e \".[plots]\")"
     made = figures(results, opts, folder, plt)

@@ -3,7 +3,7 @@
 Section III: with mu = 0.02 "the resulting effective learning rates during the first pass
 varied between approximately 7e-5 and 0.016 over the set of parameters" (eta_k =
 epsilon / (mu + h_kk), epsilon = 5e-4 in pass 1). For each interpretation of what the paper leaves
-open (lenet5.training.trainer: --init, --subsample, --gn-seed, --hessian-every, --inputs) this screens the pass-1
+open (lenet5.training.config: --init, --subsample, --gn-seed, --hessian-every, --inputs) this screens the pass-1
 rates per layer -- the trainer's own pass-1 Hessian sample, computed in float64 -- and, unless
 --rates-only, trains 20 passes at mu = 0.02 over 3 seeds with the paper's epsilon schedule.
 """
@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import Lenet5Error
 from ..files import save_figure_atomic
-from ..training.trainer import PAPER_MU
+from ..training.config import PAPER_MU
 from .jobs import mean_range, mnist, train_run
 from .runner import TINY_TRAIN_SIZE, Job
 
@@ -27,7 +27,7 @@ LAYERS = ("C1", "S2", "C3", "S4", "C5", "F6")
 BINS = np.logspace(-6, -1, 51)  # log-spaced rate bins for the figure
 # every interpretation is the paper as printed (these settings, whatever TrainConfig's defaults) with overrides
 AS_PRINTED = {"mu": PAPER_MU, "init": "paper", "inputs": "paper", "subsample": "sum", "gn_seed": "2",
-         "hessian_every": 0}
+              "hessian_every": 0, "schedule": "paper"}
 # key -> (what it reads, overrides of AS_PRINTED); the first is the paper as printed
 INTERPRETATIONS = {
     "paper": ("as printed: init +-2.4/F, subsampling sum, GN seed 2, h before each pass", {}),
@@ -67,7 +67,8 @@ def pass1_rates(config, data):
     """(net, h, eta, free) of an interpretation's untrained network: the pass-1 Hessian diagonal and
     effective rates in the interpretation's parametrisation, from the trainer's own pass-1 Hessian
     sample, in float64; `free` masks the parameters training changes."""
-    from ..training.trainer import TrainConfig, Trainer
+    from ..training.config import TrainConfig
+    from ..training.trainer import Trainer
 
     settings = TrainConfig(**dict(config, dtype="float64"))
     trainer = Trainer(settings, data, Path("unused"), progress=False, log=lambda line: None)
@@ -97,7 +98,7 @@ def rate_summary(eta, cap):
 
 def rate_screen(key, config, data_dir=None):
     """Job: the pass-1 rate range of one interpretation, per layer and over all free parameters."""
-    from ..training.trainer import sdlm_epsilon
+    from ..training.step_sizes import sdlm_epsilon
 
     net, h, eta, free = pass1_rates(config, mnist(data_dir))
     cap = sdlm_epsilon(1) / PAPER_MU
@@ -232,40 +233,37 @@ def rule_pick(rates, trained, passes):
 
 
 def decision_notes(picked, trained):
-    """What the rule picked (rule_pick) and whether it is the default recipe."""
-    from ..training.trainer import DEFAULT_RECIPE, RECIPES
+    """What the rule picked (rule_pick), which recipe has those settings, and where the default
+    recipe comes from."""
+    from ..training.config import DEFAULT_RECIPE
 
     if picked is None:
         return ["The selection rule finds no interpretation that is stable on every seed with its pass-1 "
                 "range within 2x of the paper's."]
     pick, mean = picked
-    notes = [f"The selection rule (stable at mu = {PAPER_MU} on every seed, pass-1 range within "
-             f"{WINDOW:g}x of the paper's, then the lowest mean test error) picks {pick} "
-             f"({mean:.2f}% mean test error): "
-             + (f"the default recipe, `{DEFAULT_RECIPE}`." if pick == default_interpretation() else
-                f"NOT the default recipe `{DEFAULT_RECIPE}` ({RECIPES[DEFAULT_RECIPE]}).")]
-    from_curves = [r for runs in trained.values() for r in runs if r.get("from")]
-    if from_curves:
-        notes.append(f"The {len(from_curves)} runs of the default recipe's row are the curves "
-                     "experiment's runs of the same seeds (the same settings, so the same run).")
-    return notes
+    recipe = recipe_of(pick)
+    named = f"the `{recipe}` recipe" if recipe else "no recipe has exactly these settings"
+    return [f"The selection rule (stable at mu = {PAPER_MU} on every seed, pass-1 range within "
+            f"{WINDOW:g}x of the paper's, then the lowest mean test error) picks {pick} "
+            f"({mean:.2f}% mean test error): {named}. The default recipe, `{DEFAULT_RECIPE}`, is "
+            "the one with the lowest mean test error over 5 seeds among the recipes at mu = "
+            f"{PAPER_MU}, whatever their step schedule (`lenet5 experiment recipes`)."]
 
 
-def default_interpretation():
-    """The interpretation whose settings are the default recipe's, or None."""
-    from ..training.trainer import DEFAULT_RECIPE, RECIPES
+def recipe_of(interpretation):
+    """The recipe (lenet5.training.config.RECIPES) whose settings are the interpretation's, or None."""
+    from ..training.config import RECIPES
 
-    recipe = RECIPES[DEFAULT_RECIPE]
-    for key, (_, overrides) in INTERPRETATIONS.items():
-        if all(dict(AS_PRINTED, **overrides).get(k) == v for k, v in recipe.items()):
-            return key
+    settings = dict(AS_PRINTED, **INTERPRETATIONS[interpretation][1])
+    for name, recipe in RECIPES.items():
+        if all(settings.get(k) == v for k, v in recipe.items()):
+            return name
     return None
 
 
 def figures(results, opts, folder, plt):
     hists = {k.split("/", 1)[1]: [r["layers"][layer]["histogram"] for layer in LAYERS]
              for k, r in results.items() if k.startswith("rates/")}
-    default = default_interpretation()
     rates = {}  # an interpretation whose pass-1 rates equal an earlier one's is drawn once
     for k, r in results.items():
         key = k.split("/", 1)[1]
@@ -277,8 +275,9 @@ def figures(results, opts, folder, plt):
     for ax, layer in zip(axes.flat, LAYERS):
         for (key, r), color in zip(rates.items(), colors):
             counts = np.array(r["layers"][layer]["histogram"], float)
-            mine = default in hists and hists[key] == hists[default]  # the default recipe's rates
-            label = key if not mine else (f"{key} (default)" if key == default else f"{key} (= {default}, default)")
+            recipe = recipe_of(key)  # an interpretation that is one of the recipes stands out
+            mine = recipe is not None
+            label = f"{key} (the {recipe} recipe)" if mine else key
             ax.step(centres, counts / max(counts.sum(), 1), where="mid", lw=2.2 if mine else 1,
                     color="black" if mine else color, label=label, zorder=3 if mine else 2)
         ax.axvspan(*PAPER_RANGE, color="#55a868", alpha=0.15)

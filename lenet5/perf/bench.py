@@ -30,7 +30,8 @@ from ..core import engine, gemm
 from ..core.model import LeNet5
 from ..errors import Lenet5Error
 from ..files import write_json_atomic
-from ..training.trainer import HESSIAN_SAMPLES, PAPER_MU, TrainConfig, hessian_estimates_per_pass, sdlm_epsilon
+from ..training.config import PAPER_MU, TrainConfig
+from ..training.step_sizes import HESSIAN_SAMPLES, hessian_estimates_per_pass, sdlm_epsilon
 from . import ceiling
 
 PASS = 60_000  # MNIST's training set: "s/pass" = PASS / rate

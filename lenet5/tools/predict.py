@@ -9,7 +9,7 @@ from ..data.digits import digit_from_ink, ink_from_grayscale
 from ..data.image_files import pillow_image, read_grayscale
 from ..errors import Lenet5Error
 from ..files import printable
-from .rejection import top2_gap
+from .rejection import top2_gap, verdict
 
 
 def input_from_file(path, command="lenet5 predict"):
@@ -48,12 +48,6 @@ class Prediction:
             rule += f", threshold {self.threshold:.2f}"
         distances = " ".join(f"{d}:{v:.1f}" for d, v in enumerate(self.distances))
         return f"{printable(self.file)}: {self.digit} {self.verdict} ({rule}); distances {distances}"
-
-
-def verdict(gap, threshold):
-    if threshold is None:
-        return "unknown"
-    return "confident" if threshold.accepts(gap) else "reject"
 
 
 def classify_files(net, paths, threshold):

@@ -77,6 +77,14 @@ class Threshold:
         return math.isfinite(self.gap)
 
 
+def verdict(gap, threshold):
+    """What a prediction with top-2 gap `gap` is under `threshold` (a RejectionThreshold, or None
+    when the network has none): "confident", "reject" or "unknown"."""
+    if threshold is None:
+        return "unknown"
+    return "confident" if threshold.accepts(gap) else "reject"
+
+
 def threshold_for(outputs, labels, target_pct=TARGET_ERROR_PCT, source=""):
     """The smallest gap threshold leaving <= target_pct % error on the accepted patterns."""
     outputs = np.asarray(outputs, dtype=np.float64)

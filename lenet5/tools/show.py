@@ -11,8 +11,8 @@ from ..core.architecture import PROTOTYPES, TANH_A
 from ..core.paper import BACKGROUND, INK
 from ..core.prototypes import BITMAP_COLS, BITMAP_ROWS
 from ..errors import Lenet5Error
-from ..files import write_atomic
-from .rejection import top2_gap
+from ..files import headless_pyplot, write_atomic
+from .rejection import top2_gap, verdict
 
 NEEDS_MATPLOTLIB = 'lenet5 show needs matplotlib: pip install -e ".[plots]"'
 MAP_ROWS = (("C1", "C1: 6 feature maps, 28x28"), ("S2", "S2: 6 subsampled maps, 14x14"),
@@ -24,9 +24,7 @@ WINNER, RUNNER_UP, OTHER = "#1f6fb4", "#e07b1a", "#b9b9b9"
 
 def pyplot():
     """matplotlib.pyplot with the file-only backend, or Lenet5Error naming the extra."""
-    from ..experiments.plots import pyplot as plots_pyplot
-
-    plt = plots_pyplot()
+    plt = headless_pyplot()
     if plt is None:
         raise Lenet5Error(NEEDS_MATPLOTLIB)
     return plt
@@ -153,18 +151,12 @@ def draw(net, image, path, caption="", label=None, threshold=None):
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     return {"digit": winner, "runner_up": runner, "gap": gap, "distances": y.tolist(),
-            "verdict": _verdict(gap, threshold)}
-
-
-def _verdict(gap, threshold):
-    if threshold is None:
-        return "unknown"
-    return "confident" if threshold.accepts(gap) else "reject"
+            "verdict": verdict(gap, threshold)}
 
 
 def _summary(ax, caption, label, winner, runner, y, gap, threshold, rbf):
     _off(ax)
-    verdict = _verdict(gap, threshold)
+    judged = verdict(gap, threshold)
     lines = [(f"prediction  {winner}", 17, "bold", WINNER)]
     if label is not None:
         right = label == winner
@@ -175,11 +167,11 @@ def _summary(ax, caption, label, winner, runner, y, gap, threshold, rbf):
     if threshold is None:
         lines.append(("no rejection threshold known", 9, "normal", "#666666"))
     else:
-        sign = ">=" if verdict == "confident" else "<"
+        sign = ">=" if judged == "confident" else "<"
         lines.append((f"{sign} {threshold.gap:.2f}, the threshold", 9, "normal", "#444444"))
         lines.append((f"for {threshold.target_error_pct:g}% test error:", 9, "normal", "#444444"))
-        lines.append(("confident" if verdict == "confident" else "would be REJECTED", 12, "bold",
-                      "#2a7a2a" if verdict == "confident" else "#c0392b"))
+        lines.append(("confident" if judged == "confident" else "would be REJECTED", 12, "bold",
+                      "#2a7a2a" if judged == "confident" else "#c0392b"))
     height = ax.get_window_extent().height / ax.figure.dpi * 72  # the axes' height in points
     yy = 1.0
     for text, size, weight, colour in lines:

@@ -19,7 +19,8 @@ def compile_kernels(config, data, log=print):
     takes longer than NOTICE_AFTER it says so while it happens and reports the time.
     Returns the seconds taken."""
     from ..errors import Lenet5Error
-    from .trainer import Interrupted, Trainer
+    from .interruption import Interrupted
+    from .trainer import Trainer
 
     (train_x, train_y), (test_x, test_y) = data
     tiny = ((train_x[:WARMUP_IMAGES], train_y[:WARMUP_IMAGES]),
