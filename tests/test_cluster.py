@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 distributed = pytest.importorskip("distributed", reason="the [cluster] extra (dask[distributed]) is not installed")
+pytestmark = pytest.mark.slow  # real scheduler and worker processes
 
 REPO = Path(__file__).resolve().parents[1]
 DASK = Path(sys.executable).with_name("dask")

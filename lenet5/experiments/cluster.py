@@ -34,7 +34,6 @@ from pathlib import Path
 from ..errors import Lenet5Error
 from ..files import write_bytes_atomic
 
-SCHEDULER_ENV = "LENET5_SCHEDULER"
 EXTRA = "cluster"  # pip install "lenet5[cluster]"
 
 
