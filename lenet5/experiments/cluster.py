@@ -143,7 +143,7 @@ def moved(value, old, new):
 def run_on_cluster(todo, opts, finish, name="jobs"):
     """Run `todo` (runner.Job) on the Dask cluster at opts.scheduler, calling finish(job,
     get_result) as each ends, like the local pool; the client writes each job's run files
-    under its own runs folder before finish sees the result. Records opts.ran_on[key]."""
+    under its own runs folder before finish sees the result. Records opts.ran_on[name][key]."""
     distributed = import_distributed()
     with quiet_dask():
         _run(distributed, todo, opts, finish, name)
@@ -192,10 +192,10 @@ def _run(distributed, todo, opts, finish, name):
             job = futures[future]
             if future.status == "cancelled" or client.status not in ("running", "connecting"):
                 raise Lenet5Error(lost_message(address, saved, len(todo), where))
-            finish(job, lambda future=future, job=job: receive(future, job, opts))
+            finish(job, lambda future=future, job=job: receive(future, job, opts, name))
             progress.finished(job.key)
             done.append(job.key)
-            saved += job.key in opts.ran_on  # (receive records the jobs whose files came back)
+            saved += job.key in opts.ran_on.get(name, {})  # (receive records the jobs whose files came back)
     except (KeyboardInterrupt, Interrupted):
         opts.log("stopping: cancelling the jobs on the cluster (a run in progress there is not kept; "
                  "finished runs are)")
@@ -297,7 +297,7 @@ def run_inputs(job, kwargs):
             for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
-def receive(future, job, opts):
+def receive(future, job, opts, name):
     """A finished job's result, after writing its run files under the client's runs folder."""
     shipped = future.result()
     runs = job.kwargs.get("runs")
@@ -305,7 +305,7 @@ def receive(future, job, opts):
         path = Path(runs) / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, data)
-    opts.ran_on[job.key] = f"{shipped['host']} ({shipped['worker']})"
+    opts.ran_on.setdefault(name, {})[job.key] = f"{shipped['host']} ({shipped['worker']})"
     return shipped["result"]
 
 

@@ -49,7 +49,7 @@ class Options:
     only: tuple = ()  # fig9: run only these row groups, keep the others from its earlier results.json
     log: object = print
     scheduler: str | None = None  # a Dask scheduler (tcp://HOST:PORT): run the jobs on its cluster
-    ran_on: dict = field(default_factory=dict)  # on a cluster: job key -> its host and worker
+    ran_on: dict = field(default_factory=dict)  # on a cluster: experiment -> job key -> host and worker
 
     def __post_init__(self):
         """Tiny runs write under TINY_ROOT unless a folder is given."""
@@ -386,10 +386,10 @@ def run_experiment(name, opts):
     results = run_jobs(exp.jobs(opts), opts, name)
     report = exp.report(results, opts)
     report.setdefault("figures", {})
-    if opts.ran_on:
+    if opts.ran_on.get(name):
         from .cluster import placement_note
 
-        report.setdefault("notes", []).append(placement_note(opts.ran_on, opts.scheduler))
+        report.setdefault("notes", []).append(placement_note(opts.ran_on[name], opts.scheduler))
     folder = Path(opts.results) / name
     folder.mkdir(parents=True, exist_ok=True)
     if hasattr(exp, "figures"):
