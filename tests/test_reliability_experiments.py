@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lenet5.cli import main
-from lenet5.experiments import runner
+from lenet5.experiments import pool, report, runner
 from lenet5.training.trainer import Interrupted, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,11 +35,11 @@ def job_interrupted(key, out):
 
 def test_an_interrupted_run_stops_the_experiment_and_keeps_the_finished_ones(tmp_path):
     opts = runner.Options(processes=1, runs=tmp_path / "runs", log=lambda line: None)
-    jobs = [runner.Job("a", "test_reliability_experiments:job_record", {"out": str(tmp_path)}),
-            runner.Job("b", "test_reliability_experiments:job_interrupted", {"out": str(tmp_path)}),
-            runner.Job("c", "test_reliability_experiments:job_record", {"out": str(tmp_path)})]
+    jobs = [pool.Job("a", "test_reliability_experiments:job_record", {"out": str(tmp_path)}),
+            pool.Job("b", "test_reliability_experiments:job_interrupted", {"out": str(tmp_path)}),
+            pool.Job("c", "test_reliability_experiments:job_record", {"out": str(tmp_path)})]
     with pytest.raises(Interrupted) as e:
-        runner.run_jobs(jobs, opts, "demo")
+        pool.run_jobs(jobs, opts, "demo")
     assert str(e.value).startswith("experiment demo interrupted (interrupted in epoch 1 after 500")
     assert f"1 of 3 runs finished and are kept under {tmp_path / 'runs' / 'demo'}; run the same " \
            "command with --reuse to continue" in str(e.value)
@@ -105,16 +105,16 @@ SLOW_CHUNK = 0.25
 EPOCHS = 6  # passes of each small run: long enough that both runs are mid-way at Ctrl-C
 DRIVER = textwrap.dedent("""
     import sys
-    from lenet5.experiments import runner
+    from lenet5.experiments import pool, runner
     from lenet5.training.trainer import Interrupted
 
     runs, data, reuse = sys.argv[1], sys.argv[2], len(sys.argv) > 3
     opts = runner.Options(processes=2, runs=runs, data_dir=data, reuse=reuse)
-    jobs = [runner.Job(f"s{s}", "test_reliability_experiments:small_train_run",
+    jobs = [pool.Job(f"s{s}", "test_reliability_experiments:small_train_run",
                        dict(config={"seed": s, "epochs": EPOCHS, "train_size": 600, "optimizer": "sgd"},
                             runs=runs + "/demo", data_dir=data)) for s in (0, 1, 2)]
     try:
-        runner.run_jobs(jobs, opts, "demo")
+        pool.run_jobs(jobs, opts, "demo")
     except Interrupted as e:
         print("INTERRUPTED", e, flush=True)
         sys.exit(130)
@@ -165,24 +165,25 @@ def test_tiny_never_writes_into_results(here):
 
 
 def test_results_paths_are_written_relative_to_the_project():
-    inside = str(runner.PROJECT_ROOT / "lenet5" / "reference" / "x.npz")
+    inside = str(report.PROJECT_ROOT / "lenet5" / "reference" / "x.npz")
     value = {"rows": [{"checkpoint": inside, "n": 3}], "other": "/somewhere/else.npz", "name": "a/b"}
-    assert runner.portable(value) == {"rows": [{"checkpoint": "lenet5/reference/x.npz", "n": 3}],
+    assert report.portable(value) == {"rows": [{"checkpoint": "lenet5/reference/x.npz", "n": 3}],
                                       "other": "/somewhere/else.npz", "name": "a/b"}
 
 
 def test_reuse_notices_a_deleted_checkpoint_and_trains_again(here, mnist_dir):
     lines = []
     opts = runner.Options(processes=1, runs=here / "runs", reuse=True, log=lines.append)
-    job = runner.Job("a", "lenet5.experiments.jobs:train_run",
+    job = pool.Job("a", "lenet5.experiments.jobs:train_run",
                      dict(config={"epochs": 1, "train_size": 200}, runs=str(here / "runs" / "demo"),
                           data_dir=str(mnist_dir)))
-    first = runner.run_jobs([job], opts, "demo")["a"]
+    first = pool.run_jobs([job], opts, "demo")["a"]
     checkpoint = Path(first["checkpoint"])
     checkpoint.unlink()
-    runner.run_jobs([job], opts, "demo")
+    pool.run_jobs([job], opts, "demo")
     assert f"[a] its saved checkpoint {checkpoint} is missing: running it again" in lines
     assert checkpoint.exists()
     lines.clear()
-    runner.run_jobs([job], opts, "demo")
+    pool.run_jobs([job], opts, "demo")
     assert any(line.startswith("[a] reusing") for line in lines)
+

@@ -3,6 +3,10 @@
 Each module defines `jobs(opts) -> [Job]` (independent runs, executed in parallel processes)
 and `report(results, opts) -> dict` (our figures beside the paper's); optionally
 `figures(results, opts, folder, plt) -> {file: caption}` (PNG, needs matplotlib).
+
+Shared by all of them: runner (the options, and one experiment from jobs to report), pool
+(running the jobs: saved results, --reuse, the local process pool), report (results/NAME/
+and the results index), jobs (a training run as a job, and summaries of its results), plots.
 """
 import importlib
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .runner import TINY_TRAIN_SIZE, log_prefixed
+from .pool import log_prefixed
+from .runner import TINY_TRAIN_SIZE
 
 # The experiments whose committed results were trained with the damped recipe pin it
 # (lenet5.training.trainer.RECIPES["damped"]: the printed init and inputs, h before each pass,

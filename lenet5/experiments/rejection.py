@@ -10,7 +10,7 @@ import numpy as np
 
 from ..tools.rejection import TARGET_ERROR_PCT, rejection_curve, threshold_for, write_sidecar
 from .jobs import mnist
-from .runner import Job
+from .pool import Job
 
 REPO = Path(__file__).resolve().parents[2]
 
