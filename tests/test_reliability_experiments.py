@@ -1,11 +1,14 @@
-"""Experiments: Ctrl-C stops the whole experiment and keeps finished runs for --reuse, which
-resumes the interrupted one; --tiny never writes into results/; results carry no absolute
-paths of the machine that made them; --reuse notices a deleted checkpoint."""
+"""Experiments: Ctrl-C or SIGTERM stops the whole experiment, workers included, and keeps
+finished runs for --reuse, which resumes the interrupted one; --tiny never writes into
+results/; results carry no absolute paths of the machine that made them; --reuse notices a
+deleted checkpoint."""
 import json
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -187,3 +190,91 @@ def test_reuse_notices_a_deleted_checkpoint_and_trains_again(here, mnist_dir):
     pool.run_jobs([job], opts, "demo")
     assert any(line.startswith("[a] reusing") for line in lines)
 
+
+# Loaded by every Python process of the experiment below (the command and its spawned
+# workers) through PYTHONPATH: the runs named in SLOW_RUNS train in chunks of 50 samples,
+# each slowed by a second, so that a signal lands while they train.
+SLOW_SITECUSTOMIZE = textwrap.dedent("""
+    import os
+    import time
+
+    if os.environ.get("SLOW_RUNS"):
+        import lenet5.training.trainer as trainer
+
+        trainer.CHUNK = 50
+        real = trainer.Trainer._train_slice
+
+        def slow(self, idx, losses):
+            if self.out_dir.name in os.environ["SLOW_RUNS"].split(","):
+                time.sleep(1.0)
+            real(self, idx, losses)
+        trainer.Trainer._train_slice = slow
+""")
+
+
+def children(pid):
+    """The process ids whose parent is `pid` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid):
+    """True while `pid` exists and is not a zombie awaiting its parent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("processes", [2, 1])
+def test_sigterm_stops_the_experiment_and_its_workers_as_ctrl_c_does(tmp_path, mnist_dir, processes):
+    """A real SIGTERM to a real `lenet5 experiment train-size --tiny`: exit 130, the finished
+    run kept, the runs in flight saved, and no worker process left training on its own."""
+    from reliability_tools import lenet5_env
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(SLOW_SITECUSTOMIZE)
+    env = lenet5_env()
+    env.update(PYTHONPATH=str(tmp_path / "site") + os.pathsep + env["PYTHONPATH"], PYTHONUNBUFFERED="1",
+               SLOW_RUNS="n200,n300", LENET5_DATA_DIR=str(mnist_dir))
+    command = [sys.executable, "-m", "lenet5", "experiment", "train-size", "--tiny",
+               "--processes", str(processes), "--results", str(tmp_path / "results"),
+               "--runs", str(tmp_path / "runs")]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env=env)
+    seen = []
+    while "[n100] done\n" not in seen:  # n100 is fast; n200 (and n300) train 1 s per 50 samples
+        line = proc.stdout.readline()
+        assert line, "".join(seen) + proc.stderr.read()
+        seen.append(line)
+    time.sleep(1.5)  # n200 (and with two workers n300) mid-pass
+    workers = children(proc.pid)
+    assert len(workers) >= (processes if processes > 1 else 0)  # (and multiprocessing's resource tracker)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)  # (not communicate: a surviving worker would hold the pipes open)
+    deadline = time.monotonic() + 10
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [pid for pid in workers if alive(pid)]
+    for pid in survivors:  # (so that a failure leaves nothing training behind)
+        os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=30)
+    assert not survivors, "a worker outlived the experiment"
+    assert proc.returncode == 130, out + err
+    assert "lenet5: experiment train-size interrupted" in err and "Traceback" not in err
+    runs = tmp_path / "runs" / "train-size"
+    assert (runs / "n100.result.json").exists() and (runs / "n200" / "checkpoint.npz").exists()
+    assert not (runs / "n200.result.json").exists()
+
+    env.pop("SLOW_RUNS")
+    again = subprocess.run(command + ["--reuse"], capture_output=True, text=True, timeout=120,
+                           cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "[n100] reusing" in again.stdout and "[n200] resuming" in again.stdout

@@ -1,4 +1,5 @@
 """`lenet5 experiment NAME|all`: rerun one of the paper-era experiments into results/NAME/."""
+import signal
 import sys
 from pathlib import Path
 
@@ -56,16 +57,33 @@ def options(args):
 
 
 def run(args):
-    """Ctrl-C stops the whole experiment (exit 130); finished runs are kept for --reuse."""
+    """Ctrl-C or SIGTERM stops the whole experiment (exit 130): the worker processes save
+    their runs in flight and end; finished runs are kept for --reuse."""
     from ..experiments import NAMES
     from ..experiments.runner import run_experiment
     from ..training.trainer import Interrupted
 
     opts = options(args)
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
     try:
         for name in NAMES if args.name == "all" else (args.name,):
             run_experiment(name, opts)
     except Interrupted as e:
         print(f"lenet5: {e}", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _sigterm_as_ctrl_c(signum, frame):
+    """SIGTERM (`kill`, a batch system's time limit) does what Ctrl-C does: the SIGINT
+    handler in force runs (the trainer's, which saves at the end of the chunk, or Python's,
+    whose KeyboardInterrupt makes the process pool pass the stop on to every worker).
+    Without this the parent would die at once and leave its workers training, orphaned.
+    Called even when SIGINT is ignored (a job started in the background by a shell)."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
