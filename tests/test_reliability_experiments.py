@@ -278,3 +278,45 @@ def test_sigterm_stops_the_experiment_and_its_workers_as_ctrl_c_does(tmp_path, m
                            cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "[n100] reusing" in again.stdout and "[n200] resuming" in again.stdout
+
+
+def test_a_rerun_without_reuse_or_overwrite_never_trains_over_saved_runs(tmp_path):
+    from lenet5.errors import Lenet5Error
+
+    opts = runner.Options(processes=1, runs=tmp_path / "runs", log=lambda line: None)
+    jobs = [pool.Job(k, "test_reliability_experiments:job_record", {"out": str(tmp_path)}) for k in "ab"]
+    pool.run_jobs(jobs, opts, "demo")
+    (tmp_path / "a").unlink()
+    with pytest.raises(Lenet5Error) as e:
+        pool.run_jobs(jobs, opts, "demo")
+    assert str(e.value) == (f"{tmp_path / 'runs' / 'demo'} already holds runs of experiment demo (a, b): "
+                            "pass --reuse to continue from them or --overwrite to start again")
+    assert not (tmp_path / "a").exists()  # nothing ran
+    # an interrupted run's folder (a checkpoint, no result yet) counts as well
+    (tmp_path / "runs" / "demo" / "c").mkdir()
+    (tmp_path / "runs" / "demo" / "c" / "checkpoint.npz").write_bytes(b"x")
+    with pytest.raises(Lenet5Error, match=r"\(c\): pass --reuse"):
+        pool.run_jobs([pool.Job("c", "test_reliability_experiments:job_record", {"out": str(tmp_path)})],
+                      opts, "demo")
+    opts.overwrite = True
+    assert pool.run_jobs(jobs, opts, "demo") == {"a": {"key": "a"}, "b": {"key": "b"}}
+    assert (tmp_path / "a").exists()
+    opts.reuse = True
+    with pytest.raises(Lenet5Error, match="pass one"):
+        pool.run_jobs(jobs, opts, "demo")
+
+
+def test_experiment_all_refuses_saved_runs_before_anything_trains(here, capsys):
+    from reliability_tools import one_line_error
+
+    from lenet5.experiments import train_size
+
+    key = train_size.jobs(runner.Options())[0].key  # (the third experiment of `all`)
+    saved = here / "runs" / "experiments" / "train-size" / f"{key}.result.json"
+    saved.parent.mkdir(parents=True)
+    saved.write_text("{}")
+    err = one_line_error(capsys, ["experiment", "all", "--processes", "1"])
+    assert f"{Path('runs') / 'experiments' / 'train-size'} already holds runs of experiment train-size ({key})" in err
+    assert "--overwrite" in err
+    assert sorted(p.name for p in (here / "runs" / "experiments").iterdir()) == ["train-size"]
+    assert not (here / "results").exists()

@@ -32,6 +32,10 @@ def register(sub):
                    help="reuse runs already finished with the same settings (saved under --runs) "
                    "instead of training them again, and resume interrupted ones from their "
                    "checkpoints, e.g. after Ctrl-C or a crash, or to redraw a report")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train again from scratch over the runs an earlier run of the experiment "
+                   "saved under --runs (without --reuse or --overwrite, saved runs are never "
+                   "trained over; --tiny runs are)")
     p.add_argument("--rates-only", action="store_true",
                    help="sdlm: only the pass-1 rate screen of every interpretation (seconds each), no "
                    "training runs")
@@ -53,6 +57,7 @@ def options(args):
     return Options(tiny=args.tiny, seeds=seeds, epochs=args.epochs, processes=args.processes,
                    data_dir=args.data_dir, results=args.results and Path(args.results),
                    runs=args.runs and Path(args.runs), checkpoint=args.checkpoint, reuse=args.reuse,
+                   overwrite=args.overwrite,
                    rates_only=args.rates_only, only=tuple(args.only.split(",")) if args.only else ())
 
 
@@ -60,13 +65,16 @@ def run(args):
     """Ctrl-C or SIGTERM stops the whole experiment (exit 130): the worker processes save
     their runs in flight and end; finished runs are kept for --reuse."""
     from ..experiments import NAMES
-    from ..experiments.runner import run_experiment
+    from ..experiments.runner import check, run_experiment
     from ..training.trainer import Interrupted
 
     opts = options(args)
+    names = NAMES if args.name == "all" else (args.name,)
+    for name in names:  # every experiment's options checked before the first one trains
+        check(name, opts)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
     try:
-        for name in NAMES if args.name == "all" else (args.name,):
+        for name in names:
             run_experiment(name, opts)
     except Interrupted as e:
         print(f"lenet5: {e}", file=sys.stderr)

@@ -64,6 +64,27 @@ def saved_path(job, opts, name):
     return Path(opts.runs) / name / f"{job.key}.result.json"
 
 
+def run_folder(job, opts, name):
+    """Where a training job keeps its checkpoint (jobs.train_run: runs/<name>/<key>/)."""
+    return Path(opts.runs) / name / job.key
+
+
+def check_not_taken(jobs, opts, name):
+    """Refuse to train over runs already there (a saved result, or a run folder holding files,
+    e.g. an interrupted run's checkpoint) unless --reuse continues from them or --overwrite
+    starts again. --tiny runs (seconds of training, under runs/tiny/) are replaced freely."""
+    if opts.reuse and opts.overwrite:
+        raise Lenet5Error("--reuse continues from saved runs and --overwrite starts again: pass one")
+    if opts.reuse or opts.overwrite or opts.tiny:
+        return
+    taken = [job.key for job in jobs if saved_path(job, opts, name).exists()
+             or (run_folder(job, opts, name).is_dir() and any(run_folder(job, opts, name).iterdir()))]
+    if taken:
+        shown = ", ".join(taken[:4]) + (f" and {len(taken) - 4} more" if len(taken) > 4 else "")
+        raise Lenet5Error(f"{Path(opts.runs) / name} already holds runs of experiment {name} ({shown}): "
+                          "pass --reuse to continue from them or --overwrite to start again")
+
+
 def load_saved(job, opts, name):
     """A job's result saved by an earlier run with the same function and arguments, or None.
     A result whose checkpoint is gone is not reused (the run is trained again)."""
@@ -110,6 +131,10 @@ def run_jobs(jobs, opts, name="jobs", execute=None):
             opts.log(f"[{job.key}] reusing {saved_path(job, opts, name)}")
             results[job.key] = saved
     todo = [job for job in jobs if job.key not in results]
+    check_not_taken(todo, opts, name)
+    if opts.overwrite:  # starting again: an interrupted attempt must not offer the old results to --reuse
+        for job in todo:
+            saved_path(job, opts, name).unlink(missing_ok=True)
     failed = []
 
     def finish(job, get):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import Lenet5Error
-from .pool import run_jobs
+from .pool import check_not_taken, run_jobs
 from .report import run_seconds, write_results
 
 TINY_TRAIN_SIZE = 300  # a tiny configuration: a few hundred samples, one pass
@@ -31,6 +31,7 @@ class Options:
     checkpoint: str | None = None  # rejection: the network to analyse (default: the shipped one)
     rates_only: bool = False  # sdlm: the pass-1 rate screen only, no training runs
     reuse: bool = False  # take a job's saved result (runs/<name>/<key>.json) when its inputs match
+    overwrite: bool = False  # train again over the runs saved under runs/<name>/ (else refused)
     only: tuple = ()  # fig9: run only these row groups, keep the others from its earlier results.json
     log: object = print
 
@@ -51,7 +52,9 @@ class Options:
         return 1 if self.tiny else (self.epochs or default)
 
 
-def run_experiment(name, opts):
+def check(name, opts):
+    """The experiment's module once its options are known to suit it: the checks made before
+    anything runs (for `all`, before the first experiment starts)."""
     from . import NAMES, module
 
     if name not in NAMES:
@@ -59,6 +62,12 @@ def run_experiment(name, opts):
     exp = module(name)
     if opts.only and not hasattr(exp, "GROUPS"):
         raise Lenet5Error(f"--only selects rows of fig9; experiment {name} has no such choice")
+    check_not_taken(exp.jobs(opts), opts, name)
+    return exp
+
+
+def run_experiment(name, opts):
+    exp = check(name, opts)
     started = time.perf_counter()
     results = run_jobs(exp.jobs(opts), opts, name)
     report = exp.report(results, opts)
