@@ -320,3 +320,39 @@ def test_experiment_all_refuses_saved_runs_before_anything_trains(here, capsys):
     assert "--overwrite" in err
     assert sorted(p.name for p in (here / "runs" / "experiments").iterdir()) == ["train-size"]
     assert not (here / "results").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["curves", "--rates-only"], "experiment curves does not use --rates-only (of the flags only some "
+                                 "experiments use, it takes --seeds, --epochs)"),
+    (["sdlm", "--only", "boosted"], "experiment sdlm does not use --only (of the flags only some "
+                                    "experiments use, it takes --seeds, --epochs, --rates-only)"),
+    (["curves", "--checkpoint", "x.npz"], "experiment curves does not use --checkpoint"),
+    (["rejection", "--seeds", "1", "--epochs", "3"], "experiment rejection does not use --seeds, --epochs "
+                                                    "(of the flags only some experiments use, it takes --checkpoint)"),
+    (["train-size", "--seeds", "0,1"], "experiment train-size trains one seed: give --seeds N, not 0,1"),
+])
+def test_a_flag_the_experiment_does_not_use_is_refused(here, capsys, argv, message):
+    from reliability_tools import one_line_error
+
+    err = one_line_error(capsys, ["experiment", *argv, "--tiny"])
+    assert message in err
+    assert not (here / "runs").exists()  # refused before anything ran
+
+
+def test_experiment_all_gives_each_experiment_the_flags_it_uses():
+    """`all --epochs 2 --seeds 0,1 --only lenet4`: the flags go to the experiments that use them
+    (rejection gets none of them, one-seed experiments the first seed), none is refused."""
+    from lenet5.experiments import NAMES, module
+
+    opts = runner.Options(epochs=2, seeds=(0, 1), only=("lenet4",), checkpoint="x.npz")
+    for name in NAMES:
+        suited = runner.suited(name, opts)
+        exp = module(name)
+        assert suited.epochs == (2 if "epochs" in exp.FLAGS else None)
+        assert suited.only == (("lenet4",) if name == "fig9" else ())
+        assert suited.checkpoint == ("x.npz" if name == "rejection" else None)
+        assert suited.seeds == ((0, 1) if "seeds" in exp.FLAGS else (0,) if "seed" in exp.FLAGS else ())
+        for field, flag in runner.FLAG_NAMES.items():  # what check() would refuse
+            assert not getattr(suited, field) or field in runner.takes(exp), (name, flag)
+    assert runner.suited("rejection", opts).seeds == () and runner.suited("train-size", opts).seeds == (0,)

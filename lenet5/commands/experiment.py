@@ -65,17 +65,20 @@ def run(args):
     """Ctrl-C or SIGTERM stops the whole experiment (exit 130): the worker processes save
     their runs in flight and end; finished runs are kept for --reuse."""
     from ..experiments import NAMES
-    from ..experiments.runner import check, run_experiment
+    from ..experiments.runner import check, run_experiment, suited
     from ..training.trainer import Interrupted
 
     opts = options(args)
-    names = NAMES if args.name == "all" else (args.name,)
-    for name in names:  # every experiment's options checked before the first one trains
-        check(name, opts)
+    if args.name == "all":  # each experiment gets the flags it uses
+        runs = [(name, suited(name, opts)) for name in NAMES]
+    else:
+        runs = [(args.name, opts)]
+    for name, its_opts in runs:  # every experiment's options checked before the first one trains
+        check(name, its_opts)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
     try:
-        for name in names:
-            run_experiment(name, opts)
+        for name, its_opts in runs:
+            run_experiment(name, its_opts)
     except Interrupted as e:
         print(f"lenet5: {e}", file=sys.stderr)
         return 130

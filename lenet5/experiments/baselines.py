@@ -6,6 +6,8 @@ from .jobs import mnist
 from .pool import Job, log_prefixed
 from .runner import TINY_TRAIN_SIZE
 
+FLAGS = ("seed", "epochs")  # the options beyond the common ones it takes (runner.check)
+
 PASSES = 10  # the paper does not say; the 1000-unit net takes ~40 s a pass here
 
 # key -> (hidden layer sizes, paper's test error key)

@@ -8,6 +8,8 @@ from .jobs import DAMPED_NOTE, mnist, per_pass, recipe
 from .pool import Job, log_prefixed
 from .runner import TINY_TRAIN_SIZE
 
+FLAGS = ("seed", "epochs")  # the options beyond the common ones it takes (runner.check)
+
 L1_LAMBDA = 0.01
 
 

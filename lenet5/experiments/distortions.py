@@ -10,6 +10,8 @@ from .jobs import default_recipe_note, mean_range, mnist, per_pass, spread
 from .pool import Job
 from .runner import TINY_TRAIN_SIZE
 
+FLAGS = ("seeds", "epochs")  # the options beyond the common ones it takes (runner.check)
+
 SEEDS = (0, 1, 2)
 COPIES_PER_ORIGINAL = PAPER_RESULTS["train_samples_distorted"] // 60_000  # 9
 

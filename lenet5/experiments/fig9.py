@@ -31,6 +31,8 @@ from .pool import Job, log_prefixed
 from .report import PROJECT_ROOT
 from .runner import TINY_TRAIN_SIZE
 
+FLAGS = ("seeds", "epochs", "only")  # the options beyond the common ones it takes (runner.check)
+
 FIG9 = PAPER_RESULTS["fig9_test_error_pct"]
 TINY_TEST_SIZE = 500
 # classical method -> what its job computes (lenet5.baselines.classical)

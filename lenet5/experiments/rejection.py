@@ -12,6 +12,8 @@ from ..tools.rejection import TARGET_ERROR_PCT, rejection_curve, threshold_for, 
 from .jobs import mnist
 from .pool import Job
 
+FLAGS = ("checkpoint",)  # the options beyond the common ones it takes (runner.check)
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -7,7 +7,7 @@ saved, and the same command with --reuse continues from there. `--tiny` output g
 runs/tiny/ unless --results / --runs say otherwise, never over the committed results/.
 """
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import Lenet5Error
@@ -52,18 +52,50 @@ class Options:
         return 1 if self.tiny else (self.epochs or default)
 
 
+# The options only some experiments take, by their flags. An experiment module lists those
+# it takes in FLAGS; "seed" there means --seeds with one seed (it trains one).
+FLAG_NAMES = {"seeds": "--seeds", "epochs": "--epochs", "checkpoint": "--checkpoint",
+              "rates_only": "--rates-only", "only": "--only"}
+
+
+def takes(exp):
+    """The Options fields of FLAG_NAMES that experiment module `exp` reads."""
+    return {"seeds" if flag == "seed" else flag for flag in exp.FLAGS}
+
+
 def check(name, opts):
     """The experiment's module once its options are known to suit it: the checks made before
-    anything runs (for `all`, before the first experiment starts)."""
+    anything runs (for `all`, before the first experiment starts). A flag the experiment
+    does not use is refused rather than ignored."""
     from . import NAMES, module
 
     if name not in NAMES:
         raise Lenet5Error(f"unknown experiment {name!r}: choose from {', '.join(NAMES)} or all")
     exp = module(name)
-    if opts.only and not hasattr(exp, "GROUPS"):
-        raise Lenet5Error(f"--only selects rows of fig9; experiment {name} has no such choice")
+    unused = [flag for field, flag in FLAG_NAMES.items() if getattr(opts, field) and field not in takes(exp)]
+    if unused:
+        accepted = ", ".join(FLAG_NAMES[field] for field in FLAG_NAMES if field in takes(exp))
+        raise Lenet5Error(f"experiment {name} does not use {', '.join(unused)} (of the flags only "
+                          f"some experiments use, it takes {accepted})")
+    if "seed" in exp.FLAGS and len(opts.seeds) > 1:
+        raise Lenet5Error(f"experiment {name} trains one seed: give --seeds N, not "
+                          + ",".join(map(str, opts.seeds)))
     check_not_taken(exp.jobs(opts), opts, name)
     return exp
+
+
+def suited(name, opts):
+    """For `lenet5 experiment all`: `opts` with the flags experiment `name` does not use set
+    back to their defaults, and the first seed only for one that trains one."""
+    from . import module
+
+    exp = module(name)
+    unused = {field: Options.__dataclass_fields__[field].default
+              for field in FLAG_NAMES if field not in takes(exp)}
+    suited = replace(opts, **unused)
+    if "seed" in exp.FLAGS:
+        suited.seeds = tuple(suited.seeds)[:1]
+    return suited
 
 
 def run_experiment(name, opts):

@@ -19,6 +19,8 @@ from .jobs import mean_range, mnist, train_run
 from .pool import Job
 from .runner import TINY_TRAIN_SIZE
 
+FLAGS = ("seeds", "epochs", "rates_only")  # the options beyond the common ones it takes (runner.check)
+
 PAPER_RANGE = (7e-5, 0.016)  # Section III, the pass-1 effective rates at mu = 0.02
 WINDOW = 2.0  # the selection rule: the range's ends within a factor 2 of the paper's
 CAP_MARGIN = 1.1  # "at the cap": eta >= (epsilon / mu) / 1.1, i.e. h < mu / 10
