@@ -243,3 +243,23 @@ def test_the_pool_runs_jobs_without_the_report_writer():
             "print(sorted(m for m in sys.modules if m.startswith('lenet5.experiments.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "lenet5.experiments.pool" in out and "report" not in out and "runner" not in out
+
+
+def test_the_readme_states_what_results_json_holds(out):
+    """A results README is written from the numbers of its results.json (headline, command,
+    measured times), and the shared experiment code states no measured time of its own: a
+    time written into source would go stale with the next run."""
+    import re
+    from pathlib import Path
+
+    from lenet5.experiments import report
+
+    run_tiny(out, "train-size")
+    meta = json.loads((out / "results" / "train-size" / "results.json").read_text())
+    readme = (out / "results" / "train-size" / "README.md").read_text()
+    assert f"{meta['headline']}\n\nCommand: `{meta['command']}` — {report.timing(meta)} on this machine " \
+           f"({meta['machine']['cpus']} CPUs), {meta['date']}." in readme
+    folder = Path(report.__file__).parent
+    for name in ("jobs.py", "runner.py", "pool.py", "report.py"):
+        measured = re.findall(r"\b\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?)? (?:s|min)\b", (folder / name).read_text())
+        assert not measured, f"{name} states measured times {measured}: take them from results JSON"
