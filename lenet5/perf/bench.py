@@ -45,7 +45,8 @@ SGD_ETA = 1e-3
 # The subprocess timed for the JIT cold/warm start: one tiny online step and one forward.
 JIT_SNIPPET = """
 import numpy as np
-from lenet5 import LeNet5, engine
+from lenet5 import LeNet5
+from lenet5.core import engine
 net = LeNet5.init(seed=0, dtype=np.float32)
 x = np.zeros((2, 32, 32), np.float32)
 engine.train_online(x, np.array([0, 1]), np.arange(2), net.theta, np.full_like(net.theta, 1e-3),
