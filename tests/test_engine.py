@@ -67,7 +67,7 @@ def test_forward_through_the_training_loop_equals_the_per_sample_pass(name, dtyp
     net = LeNet5.init(seed=2, dtype=dtype, variant=VARIANTS[name])
     x = np.random.default_rng(3).uniform(-0.1, 1.175, (9, 32, 32)).astype(dtype)
     spec = net.spec(net.default_loss)
-    want = np.stack([engine.forward_layers(image, net.theta, spec)[7] for image in x])
+    want = np.stack([engine.forward_layers(image, net.theta, spec).out for image in x])
     for bounds in (np.array([0, 9]), np.array([0, 4, 9])):
         got = np.full((9, 10), np.nan, dtype)
         engine.forward_batch(x, net.theta, spec, bounds, got, shared_loop=True)

@@ -215,8 +215,8 @@ def latency_figures(s, calls):
     """Median wall time (microseconds) of one call for a single 32x32 image, after warm-up:
     the forward kernel, and forward + criterion + backward (gradient into a buffer)."""
     image, label = s.images[0], int(s.labels[0])
-    work = engine.workspace(s.net.theta, s.spec)[:3]
-    acts, _, scratch = work
+    whole = engine.workspace(s.net.theta, s.spec)
+    acts, scratch, work = whole.acts, whole.scratch, (whole.acts, whole.deltas, whole.scratch)
     grad = np.zeros_like(s.net.theta)
 
     def forward():
