@@ -87,3 +87,14 @@ def test_jit_start_snippet_imports_resolve():
     namespace = {}
     exec(imports, namespace)
     assert callable(namespace["engine"].train_online) and hasattr(namespace["LeNet5"], "init")
+
+
+def test_layer_profile_times_every_layer_of_the_online_step():
+    """lenet5.perf.layers: a positive time for each layer kernel and for the whole step, whose
+    sum is of the order of the step (neither a kernel skipped nor one timed many times over)."""
+    from lenet5.perf.layers import LAYERS, layer_times
+
+    times, whole = layer_times(calls=20, samples=64, repeats=2)
+    assert list(times) == [label for label, _ in LAYERS]
+    assert all(t > 0 for t in times.values()) and whole > 0
+    assert 0.2 * whole < sum(times.values()) < 5 * whole
