@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-NAMES = ("curves", "distortions", "train-size", "connections", "ablations", "baselines", "rejection",
-         "fig9", "sdlm")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from lenet5.experiments import NAMES, module  # noqa: E402  (this checkout's list, and each one's flags)
 
 
 def experiment(tree, args, *flags):
@@ -44,7 +44,10 @@ def main():
         total = 0.0
         for name in NAMES:
             start = time.perf_counter()
-            code = experiment(tree, args, name, "--epochs", args.epochs, "--seeds", args.seeds,
+            flags = module(name).FLAGS  # (an experiment refuses a flag it does not use)
+            code = experiment(tree, args, name, *(["--epochs", args.epochs] if "epochs" in flags else []),
+                              *(["--seeds", args.seeds.split(",")[0] if "seed" in flags else args.seeds]
+                                if {"seed", "seeds"} & set(flags) else []),
                               "--results", str(tmp / "results"), "--runs", str(tmp / "runs"))
             seconds = time.perf_counter() - start
             total += seconds

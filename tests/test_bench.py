@@ -77,3 +77,25 @@ def test_the_implied_protocol_hides_each_evaluation_behind_the_next_pass():
     slow = EVAL / 5_000 - train  # one core evaluates at 5,000/s: longer than a pass
     assert slow > 0
     assert implied_protocol(15_000, 15_000, 10_000, 2) == pytest.approx(20 * train + 19 * slow + EVAL / 10_000)
+
+
+def test_jit_start_snippet_imports_resolve():
+    """The subprocess timed for the JIT start imports what it names (its compile is too slow
+    to run here: only its import lines)."""
+    from lenet5.perf.bench import JIT_SNIPPET
+
+    imports = "\n".join(line for line in JIT_SNIPPET.splitlines() if line.startswith(("import ", "from ")))
+    namespace = {}
+    exec(imports, namespace)
+    assert callable(namespace["engine"].train_online) and hasattr(namespace["LeNet5"], "init")
+
+
+def test_layer_profile_times_every_layer_of_the_online_step():
+    """lenet5.perf.layers: a positive time for each layer kernel and for the whole step, whose
+    sum is of the order of the step (neither a kernel skipped nor one timed many times over)."""
+    from lenet5.perf.layers import LAYERS, layer_times
+
+    times, whole = layer_times(calls=20, samples=64, repeats=2)
+    assert list(times) == [label for label, _ in LAYERS]
+    assert all(t > 0 for t in times.values()) and whole > 0
+    assert 0.2 * whole < sum(times.values()) < 5 * whole

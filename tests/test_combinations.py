@@ -19,6 +19,12 @@ from lenet5.core import numpy_reference as ref
 from lenet5.core.architecture import C3_TABLE, table_mask
 
 
+def buffers(net):
+    """The workspace buffers the combination kernels take: activations, deltas, scratch."""
+    ws = engine.workspace(net.theta, net.spec())
+    return ws.acts, ws.deltas, ws.scratch
+
+
 def net_with_random_c(seed=2, kernels="pair"):
     net = CombinationNet.init(seed=seed, dtype=np.float64, kernels=kernels)
     net.c[...] = np.random.default_rng(seed).normal(0.0, 1.0, net.c.shape)  # alpha not uniform
@@ -147,7 +153,7 @@ def test_penalty_does_not_change_training():
         net = CombinationNet.init(seed=0, dtype=np.float64)
         losses = np.zeros(40)
         train_online_combinations(x, labels, order, net.theta, net.k, net.c, 1e-3, 0.036, 0.036,
-                                  lam, net.spec("map", 1.0), losses, engine.workspace(net.theta, net.spec())[:3])
+                                  lam, net.spec("map", 1.0), losses, buffers(net))
         runs.append((net, losses))
     (a, la), (b, lb) = runs
     np.testing.assert_allclose(lb - la, 16.0, rtol=1e-12)
@@ -166,7 +172,7 @@ def test_online_step_equals_gradient_step():
     want_k, want_c = net.k - lr_k * g["k"], net.c - lr_c * g["c"]
     losses = np.zeros(1)
     train_online_combinations(x, labels, np.array([0]), net.theta, net.k, net.c, lr, lr_k, lr_c,
-                              0.2, net.spec("map", 1.0), losses, engine.workspace(net.theta, net.spec())[:3])
+                              0.2, net.spec("map", 1.0), losses, buffers(net))
     np.testing.assert_allclose(net.k, want_k, rtol=1e-12, atol=1e-16)
     np.testing.assert_allclose(net.c, want_c, rtol=1e-12, atol=1e-16)
     fresh = CombinationNet(want_theta, want_k, want_c, net.prototypes)  # C3.weight re-derived

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lenet5.cli import main
-from lenet5.experiments import NAMES, runner
+from lenet5.experiments import NAMES, pool, runner
 from lenet5.tools.rejection import reject_for, rejection_curve
 
 
@@ -100,18 +100,18 @@ def job_pid(key, fail=False, meet=None, parties=2):
 @pytest.mark.parametrize("processes", [1, 2])
 def test_a_failed_job_is_named_and_the_others_are_kept(tmp_path, processes):
     opts = runner.Options(processes=processes, runs=tmp_path, log=lambda s: None)
-    jobs = [runner.Job("ok", "test_experiments:job_pid"),
-            runner.Job("bad", "test_experiments:job_pid", {"fail": True})]
+    jobs = [pool.Job("ok", "test_experiments:job_pid"),
+            pool.Job("bad", "test_experiments:job_pid", {"fail": True})]
     from lenet5.errors import Lenet5Error
 
     with pytest.raises(Lenet5Error, match="1 of 2 runs failed.*bad: ValueError: boom"):
-        runner.run_jobs(jobs, opts, "demo")
+        pool.run_jobs(jobs, opts, "demo")
     saved = tmp_path / "demo" / "ok.result.json"
     assert saved.exists()
     # --reuse takes the saved result instead of running the job again
     opts.reuse = True
     first = json.loads(saved.read_text())["result"]
-    assert runner.run_jobs(jobs[:1], opts, "demo") == {"ok": first}
+    assert pool.run_jobs(jobs[:1], opts, "demo") == {"ok": first}
 
 
 def test_jobs_run_in_separate_processes(tmp_path):
@@ -120,8 +120,8 @@ def test_jobs_run_in_separate_processes(tmp_path):
     opts = runner.Options(processes=2, runs=tmp_path / "runs", log=lambda s: None)
     meet = tmp_path / "meet"
     meet.mkdir()
-    jobs = [runner.Job(f"j{k}", "test_experiments:job_pid", {"meet": str(meet)}) for k in range(2)]
-    pids = {r["pid"] for r in runner.run_jobs(jobs, opts, "demo").values()}
+    jobs = [pool.Job(f"j{k}", "test_experiments:job_pid", {"meet": str(meet)}) for k in range(2)]
+    pids = {r["pid"] for r in pool.run_jobs(jobs, opts, "demo").values()}
     assert os.getpid() not in pids and len(pids) == 2  # both at once, each in its own process
 
 
@@ -222,10 +222,63 @@ def test_sdlm_tiny(out):
 def test_the_index_carries_the_suites_wall_time(tmp_path):
     """results/README.md is rewritten after every experiment; the suite's wall time, kept in
     suite-time.md, is copied into it each time."""
-    from lenet5.experiments.runner import SUITE_TIME, write_index
+    from lenet5.experiments.report import SUITE_TIME, write_index
 
     write_index(tmp_path)
     assert "wall time" not in (tmp_path / "README.md").read_text()
     (tmp_path / SUITE_TIME).write_text("## The suite's wall time\n\n| a | b |\n")
     write_index(tmp_path)
     assert (tmp_path / "README.md").read_text().endswith("## The suite's wall time\n\n| a | b |\n")
+
+
+def test_any_executor_gets_the_jobs_not_saved_and_its_results_are_kept(tmp_path):
+    """run_jobs hands the jobs it has no saved result for to an executor, which calls
+    finish(job, get) for each: results are saved and failures named whoever runs the jobs."""
+    opts = runner.Options(processes=1, runs=tmp_path, log=lambda s: None)
+    seen = []
+
+    def here_backwards(todo, opts, finish):
+        seen.append([job.key for job in todo])
+        for job in reversed(todo):
+            finish(job, lambda job=job: pool.call(job.fn, pool.job_arguments(job, opts)))
+
+    jobs = [pool.Job(k, "test_experiments:job_pid", {"fail": k == "c"}) for k in "abc"]
+    from lenet5.errors import Lenet5Error
+
+    with pytest.raises(Lenet5Error, match="1 of 3 runs failed.*c: ValueError: boom"):
+        pool.run_jobs(jobs, opts, "demo", execute=here_backwards)
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["a.result.json", "b.result.json"]
+    opts.reuse = True
+    results = pool.run_jobs(jobs[:2], opts, "demo", execute=here_backwards)
+    assert seen[-1] == [] and list(results) == ["a", "b"]  # both reused, in the jobs' order
+
+
+def test_the_pool_runs_jobs_without_the_report_writer():
+    """Running jobs and writing results are separate modules: the pool imports no report code."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lenet5.experiments.pool; "
+            "print(sorted(m for m in sys.modules if m.startswith('lenet5.experiments.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "lenet5.experiments.pool" in out and "report" not in out and "runner" not in out
+
+
+def test_the_readme_states_what_results_json_holds(out):
+    """A results README is written from the numbers of its results.json (headline, command,
+    measured times), and the shared experiment code states no measured time of its own: a
+    time written into source would go stale with the next run."""
+    import re
+    from pathlib import Path
+
+    from lenet5.experiments import report
+
+    run_tiny(out, "train-size")
+    meta = json.loads((out / "results" / "train-size" / "results.json").read_text())
+    readme = (out / "results" / "train-size" / "README.md").read_text()
+    assert f"{meta['headline']}\n\nCommand: `{meta['command']}` — {report.timing(meta)} on this machine " \
+           f"({meta['machine']['cpus']} CPUs), {meta['date']}." in readme
+    folder = Path(report.__file__).parent
+    for name in ("jobs.py", "runner.py", "pool.py", "report.py"):
+        measured = re.findall(r"\b\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?)? (?:s|min)\b", (folder / name).read_text())
+        assert not measured, f"{name} states measured times {measured}: take them from results JSON"

@@ -16,7 +16,7 @@ ids = {"ids": lambda v: v.to_json()}
 
 def per_sample(net, x):
     """Outputs y of each image through sample_forward, one at a time (the reference)."""
-    return np.stack([engine.forward_layers(image, net.theta, net.spec(net.default_loss))[7] for image in x])
+    return np.stack([engine.forward_layers(image, net.theta, net.spec(net.default_loss)).out for image in x])
 
 
 @pytest.mark.parametrize("variant", VARIANTS, **ids)
@@ -62,21 +62,22 @@ def test_lane_conv_and_pool_equal_the_per_sample_kernels():
     rng = np.random.default_rng(8)
     net = LeNet5.init(seed=1, dtype=np.float64)
     spec = net.spec()
-    c1w, c1b, s2c, s2b, c3w, c3b = engine.unpack(net.theta, spec[5], spec[6])[:6]
+    params = engine.unpack(net.theta, spec.graph)
+    s2c, s2b, c3w, c3b = params.s2_coeff, params.s2_bias, params.c3_weight, params.c3_bias
     x = rng.standard_normal((lanes.LANES, 6, 14, 14))
     want = np.zeros((lanes.LANES, 16, 10, 10))
     for k in range(lanes.LANES):
-        kernels.conv_forward(x[k], c3w, c3b, spec[2], want[k])
+        kernels.conv_forward(x[k], c3w, c3b, spec.c3_pairs, want[k])
     got = np.zeros((16, 10, 10, lanes.LANES))
-    lanes.conv_forward_lanes(lane_stack(x), c3w, c3b, spec[2], got)
+    lanes.conv_forward_lanes(lane_stack(x), c3w, c3b, spec.c3_pairs, got)
     np.testing.assert_allclose(got, lane_stack(want), rtol=1e-12, atol=1e-13)
     for kind in (kernels.POOL_SUM, kernels.POOL_MAX):
         x1 = rng.standard_normal((lanes.LANES, 6, 28, 28))
         want = np.zeros((lanes.LANES, 6, 14, 14))
         for k in range(lanes.LANES):
-            kernels.pool_forward(x1[k], s2c, s2b, want[k], kind, spec[8])
+            kernels.pool_forward(x1[k], s2c, s2b, want[k], kind, spec.graph.s2_source)
         got = np.zeros((6, 14, 14, lanes.LANES))
-        lanes.pool_forward_lanes(lane_stack(x1), s2c, s2b, got, kind, spec[8])
+        lanes.pool_forward_lanes(lane_stack(x1), s2c, s2b, got, kind, spec.graph.s2_source)
         np.testing.assert_allclose(got, lane_stack(want), rtol=1e-13, atol=1e-15)
 
 

@@ -1,17 +1,20 @@
-"""Experiments: Ctrl-C stops the whole experiment and keeps finished runs for --reuse, which
-resumes the interrupted one; --tiny never writes into results/; results carry no absolute
-paths of the machine that made them; --reuse notices a deleted checkpoint."""
+"""Experiments: Ctrl-C or SIGTERM stops the whole experiment, workers included, and keeps
+finished runs for --reuse, which resumes the interrupted one; --tiny never writes into
+results/; results carry no absolute paths of the machine that made them; --reuse notices a
+deleted checkpoint."""
 import json
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from lenet5.cli import main
-from lenet5.experiments import runner
+from lenet5.experiments import pool, report, runner
 from lenet5.training.trainer import Interrupted, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,11 +38,11 @@ def job_interrupted(key, out):
 
 def test_an_interrupted_run_stops_the_experiment_and_keeps_the_finished_ones(tmp_path):
     opts = runner.Options(processes=1, runs=tmp_path / "runs", log=lambda line: None)
-    jobs = [runner.Job("a", "test_reliability_experiments:job_record", {"out": str(tmp_path)}),
-            runner.Job("b", "test_reliability_experiments:job_interrupted", {"out": str(tmp_path)}),
-            runner.Job("c", "test_reliability_experiments:job_record", {"out": str(tmp_path)})]
+    jobs = [pool.Job("a", "test_reliability_experiments:job_record", {"out": str(tmp_path)}),
+            pool.Job("b", "test_reliability_experiments:job_interrupted", {"out": str(tmp_path)}),
+            pool.Job("c", "test_reliability_experiments:job_record", {"out": str(tmp_path)})]
     with pytest.raises(Interrupted) as e:
-        runner.run_jobs(jobs, opts, "demo")
+        pool.run_jobs(jobs, opts, "demo")
     assert str(e.value).startswith("experiment demo interrupted (interrupted in epoch 1 after 500")
     assert f"1 of 3 runs finished and are kept under {tmp_path / 'runs' / 'demo'}; run the same " \
            "command with --reuse to continue" in str(e.value)
@@ -105,16 +108,16 @@ SLOW_CHUNK = 0.25
 EPOCHS = 6  # passes of each small run: long enough that both runs are mid-way at Ctrl-C
 DRIVER = textwrap.dedent("""
     import sys
-    from lenet5.experiments import runner
+    from lenet5.experiments import pool, runner
     from lenet5.training.trainer import Interrupted
 
     runs, data, reuse = sys.argv[1], sys.argv[2], len(sys.argv) > 3
     opts = runner.Options(processes=2, runs=runs, data_dir=data, reuse=reuse)
-    jobs = [runner.Job(f"s{s}", "test_reliability_experiments:small_train_run",
+    jobs = [pool.Job(f"s{s}", "test_reliability_experiments:small_train_run",
                        dict(config={"seed": s, "epochs": EPOCHS, "train_size": 600, "optimizer": "sgd"},
                             runs=runs + "/demo", data_dir=data)) for s in (0, 1, 2)]
     try:
-        runner.run_jobs(jobs, opts, "demo")
+        pool.run_jobs(jobs, opts, "demo")
     except Interrupted as e:
         print("INTERRUPTED", e, flush=True)
         sys.exit(130)
@@ -166,24 +169,191 @@ def test_tiny_never_writes_into_results(here):
 
 
 def test_results_paths_are_written_relative_to_the_project():
-    inside = str(runner.PROJECT_ROOT / "lenet5" / "reference" / "x.npz")
+    inside = str(report.PROJECT_ROOT / "lenet5" / "reference" / "x.npz")
     value = {"rows": [{"checkpoint": inside, "n": 3}], "other": "/somewhere/else.npz", "name": "a/b"}
-    assert runner.portable(value) == {"rows": [{"checkpoint": "lenet5/reference/x.npz", "n": 3}],
+    assert report.portable(value) == {"rows": [{"checkpoint": "lenet5/reference/x.npz", "n": 3}],
                                       "other": "/somewhere/else.npz", "name": "a/b"}
 
 
 def test_reuse_notices_a_deleted_checkpoint_and_trains_again(here, mnist_dir):
     lines = []
     opts = runner.Options(processes=1, runs=here / "runs", reuse=True, log=lines.append)
-    job = runner.Job("a", "lenet5.experiments.jobs:train_run",
+    job = pool.Job("a", "lenet5.experiments.jobs:train_run",
                      dict(config={"epochs": 1, "train_size": 200}, runs=str(here / "runs" / "demo"),
                           data_dir=str(mnist_dir)))
-    first = runner.run_jobs([job], opts, "demo")["a"]
+    first = pool.run_jobs([job], opts, "demo")["a"]
     checkpoint = Path(first["checkpoint"])
     checkpoint.unlink()
-    runner.run_jobs([job], opts, "demo")
+    pool.run_jobs([job], opts, "demo")
     assert f"[a] its saved checkpoint {checkpoint} is missing: running it again" in lines
     assert checkpoint.exists()
     lines.clear()
-    runner.run_jobs([job], opts, "demo")
+    pool.run_jobs([job], opts, "demo")
     assert any(line.startswith("[a] reusing") for line in lines)
+
+
+# Loaded by every Python process of the experiment below (the command and its spawned
+# workers) through PYTHONPATH: the runs named in SLOW_RUNS train in chunks of 50 samples,
+# each slowed by a second, so that a signal lands while they train.
+SLOW_SITECUSTOMIZE = textwrap.dedent("""
+    import os
+    import time
+
+    if os.environ.get("SLOW_RUNS"):
+        import lenet5.training.trainer as trainer
+
+        trainer.CHUNK = 50
+        real = trainer.Trainer._train_slice
+
+        def slow(self, idx, losses):
+            if self.out_dir.name in os.environ["SLOW_RUNS"].split(","):
+                time.sleep(1.0)
+            real(self, idx, losses)
+        trainer.Trainer._train_slice = slow
+""")
+
+
+def children(pid):
+    """The process ids whose parent is `pid` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid):
+    """True while `pid` exists and is not a zombie awaiting its parent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("processes", [2, 1])
+def test_sigterm_stops_the_experiment_and_its_workers_as_ctrl_c_does(tmp_path, mnist_dir, processes):
+    """A real SIGTERM to a real `lenet5 experiment train-size --tiny`: exit 130, the finished
+    run kept, the runs in flight saved, and no worker process left training on its own."""
+    from reliability_tools import lenet5_env
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(SLOW_SITECUSTOMIZE)
+    env = lenet5_env()
+    env.update(PYTHONPATH=str(tmp_path / "site") + os.pathsep + env["PYTHONPATH"], PYTHONUNBUFFERED="1",
+               SLOW_RUNS="n200,n300", LENET5_DATA_DIR=str(mnist_dir))
+    command = [sys.executable, "-m", "lenet5", "experiment", "train-size", "--tiny",
+               "--processes", str(processes), "--results", str(tmp_path / "results"),
+               "--runs", str(tmp_path / "runs")]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env=env)
+    seen = []
+    while "[n100] done\n" not in seen:  # n100 is fast; n200 (and n300) train 1 s per 50 samples
+        line = proc.stdout.readline()
+        assert line, "".join(seen) + proc.stderr.read()
+        seen.append(line)
+    time.sleep(1.5)  # n200 (and with two workers n300) mid-pass
+    workers = children(proc.pid)
+    assert len(workers) >= (processes if processes > 1 else 0)  # (and multiprocessing's resource tracker)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)  # (not communicate: a surviving worker would hold the pipes open)
+    deadline = time.monotonic() + 10
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [pid for pid in workers if alive(pid)]
+    for pid in survivors:  # (so that a failure leaves nothing training behind)
+        os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=30)
+    assert not survivors, "a worker outlived the experiment"
+    assert proc.returncode == 130, out + err
+    assert "lenet5: experiment train-size interrupted" in err and "Traceback" not in err
+    runs = tmp_path / "runs" / "train-size"
+    assert (runs / "n100.result.json").exists() and (runs / "n200" / "checkpoint.npz").exists()
+    assert not (runs / "n200.result.json").exists()
+
+    env.pop("SLOW_RUNS")
+    again = subprocess.run(command + ["--reuse"], capture_output=True, text=True, timeout=120,
+                           cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "[n100] reusing" in again.stdout and "[n200] resuming" in again.stdout
+
+
+def test_a_rerun_without_reuse_or_overwrite_never_trains_over_saved_runs(tmp_path):
+    from lenet5.errors import Lenet5Error
+
+    opts = runner.Options(processes=1, runs=tmp_path / "runs", log=lambda line: None)
+    jobs = [pool.Job(k, "test_reliability_experiments:job_record", {"out": str(tmp_path)}) for k in "ab"]
+    pool.run_jobs(jobs, opts, "demo")
+    (tmp_path / "a").unlink()
+    with pytest.raises(Lenet5Error) as e:
+        pool.run_jobs(jobs, opts, "demo")
+    assert str(e.value) == (f"{tmp_path / 'runs' / 'demo'} already holds runs of experiment demo (a, b): "
+                            "pass --reuse to continue from them or --overwrite to start again")
+    assert not (tmp_path / "a").exists()  # nothing ran
+    # an interrupted run's folder (a checkpoint, no result yet) counts as well
+    (tmp_path / "runs" / "demo" / "c").mkdir()
+    (tmp_path / "runs" / "demo" / "c" / "checkpoint.npz").write_bytes(b"x")
+    with pytest.raises(Lenet5Error, match=r"\(c\): pass --reuse"):
+        pool.run_jobs([pool.Job("c", "test_reliability_experiments:job_record", {"out": str(tmp_path)})],
+                      opts, "demo")
+    opts.overwrite = True
+    assert pool.run_jobs(jobs, opts, "demo") == {"a": {"key": "a"}, "b": {"key": "b"}}
+    assert (tmp_path / "a").exists()
+    opts.reuse = True
+    with pytest.raises(Lenet5Error, match="pass one"):
+        pool.run_jobs(jobs, opts, "demo")
+
+
+def test_experiment_all_refuses_saved_runs_before_anything_trains(here, capsys):
+    from reliability_tools import one_line_error
+
+    from lenet5.experiments import train_size
+
+    key = train_size.jobs(runner.Options())[0].key  # (the third experiment of `all`)
+    saved = here / "runs" / "experiments" / "train-size" / f"{key}.result.json"
+    saved.parent.mkdir(parents=True)
+    saved.write_text("{}")
+    err = one_line_error(capsys, ["experiment", "all", "--processes", "1"])
+    assert f"{Path('runs') / 'experiments' / 'train-size'} already holds runs of experiment train-size ({key})" in err
+    assert "--overwrite" in err
+    assert sorted(p.name for p in (here / "runs" / "experiments").iterdir()) == ["train-size"]
+    assert not (here / "results").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["curves", "--rates-only"], "experiment curves does not use --rates-only (of the flags only some "
+                                 "experiments use, it takes --seeds, --epochs)"),
+    (["sdlm", "--only", "boosted"], "experiment sdlm does not use --only (of the flags only some "
+                                    "experiments use, it takes --seeds, --epochs, --rates-only)"),
+    (["curves", "--checkpoint", "x.npz"], "experiment curves does not use --checkpoint"),
+    (["rejection", "--seeds", "1", "--epochs", "3"], "experiment rejection does not use --seeds, --epochs "
+                                                    "(of the flags only some experiments use, it takes --checkpoint)"),
+    (["train-size", "--seeds", "0,1"], "experiment train-size trains one seed: give --seeds N, not 0,1"),
+])
+def test_a_flag_the_experiment_does_not_use_is_refused(here, capsys, argv, message):
+    from reliability_tools import one_line_error
+
+    err = one_line_error(capsys, ["experiment", *argv, "--tiny"])
+    assert message in err
+    assert not (here / "runs").exists()  # refused before anything ran
+
+
+def test_experiment_all_gives_each_experiment_the_flags_it_uses():
+    """`all --epochs 2 --seeds 0,1 --only lenet4`: the flags go to the experiments that use them
+    (rejection gets none of them, one-seed experiments the first seed), none is refused."""
+    from lenet5.experiments import NAMES, module
+
+    opts = runner.Options(epochs=2, seeds=(0, 1), only=("lenet4",), checkpoint="x.npz")
+    for name in NAMES:
+        suited = runner.suited(name, opts)
+        exp = module(name)
+        assert suited.epochs == (2 if "epochs" in exp.FLAGS else None)
+        assert suited.only == (("lenet4",) if name == "fig9" else ())
+        assert suited.checkpoint == ("x.npz" if name == "rejection" else None)
+        assert suited.seeds == ((0, 1) if "seeds" in exp.FLAGS else (0,) if "seed" in exp.FLAGS else ())
+        for field, flag in runner.FLAG_NAMES.items():  # what check() would refuse
+            assert not getattr(suited, field) or field in runner.takes(exp), (name, flag)
+    assert runner.suited("rejection", opts).seeds == () and runner.suited("train-size", opts).seeds == (0,)

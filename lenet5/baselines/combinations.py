@@ -310,6 +310,8 @@ def train_combinations(data, epochs=3, seed=0, lr=1e-3, lam=0.0, train_size=0, p
     spec = net.spec("map", j)
     n = len(train_x)
     history = []
+    ws = engine.workspace(net.theta, spec)
+    buffers = (ws.acts, ws.deltas, ws.scratch)  # what the combination kernels use of a workspace
     for epoch in range(1, epochs + 1):
         scale = pass_factor(epoch)
 
@@ -317,7 +319,7 @@ def train_combinations(data, epochs=3, seed=0, lr=1e-3, lam=0.0, train_size=0, p
             train_online_combinations(train_x, train_y, idx, net.theta, net.k, net.c,
                                       f(lr * scale), f(lr_kernels * scale),
                                       f(lr_logits * scale), f(lam), spec, losses,
-                                      engine.workspace(net.theta, spec)[:3])
+                                      buffers)
 
         losses, seconds = online_pass(n, seed, epoch, step, net.theta, net.dtype,
                                       f"epoch {epoch:2d}", progress)

@@ -1,5 +1,6 @@
 """`lenet5 experiment NAME|all`: rerun one of the paper-era experiments into results/NAME/."""
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -32,6 +33,10 @@ def register(sub):
                    help="reuse runs already finished with the same settings (saved under --runs) "
                    "instead of training them again, and resume interrupted ones from their "
                    "checkpoints, e.g. after Ctrl-C or a crash, or to redraw a report")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train again from scratch over the runs an earlier run of the experiment "
+                   "saved under --runs (without --reuse or --overwrite, saved runs are never "
+                   "trained over; --tiny runs are)")
     p.add_argument("--rates-only", action="store_true",
                    help="sdlm: only the pass-1 rate screen of every interpretation (seconds each), no "
                    "training runs")
@@ -56,21 +61,45 @@ def options(args):
     return Options(tiny=args.tiny, seeds=seeds, epochs=args.epochs, processes=args.processes,
                    data_dir=args.data_dir, results=args.results and Path(args.results),
                    runs=args.runs and Path(args.runs), checkpoint=args.checkpoint, reuse=args.reuse,
+                   overwrite=args.overwrite,
                    scheduler=args.scheduler or os.environ.get("LENET5_SCHEDULER") or None,
                    rates_only=args.rates_only, only=tuple(args.only.split(",")) if args.only else ())
 
 
 def run(args):
-    """Ctrl-C stops the whole experiment (exit 130); finished runs are kept for --reuse."""
+    """Ctrl-C or SIGTERM stops the whole experiment (exit 130): the worker processes save
+    their runs in flight and end; finished runs are kept for --reuse."""
     from ..experiments import NAMES
-    from ..experiments.runner import run_experiment
+    from ..experiments.runner import check, run_experiment, suited
     from ..training.trainer import Interrupted
 
     opts = options(args)
+    if args.name == "all":  # each experiment gets the flags it uses
+        runs = [(name, suited(name, opts)) for name in NAMES]
+    else:
+        runs = [(args.name, opts)]
+    for name, its_opts in runs:  # every experiment's options checked before the first one trains
+        check(name, its_opts)
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
     try:
-        for name in NAMES if args.name == "all" else (args.name,):
-            run_experiment(name, opts)
+        for name, its_opts in runs:
+            run_experiment(name, its_opts)
     except Interrupted as e:
         print(f"lenet5: {e}", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _sigterm_as_ctrl_c(signum, frame):
+    """SIGTERM (`kill`, a batch system's time limit) does what Ctrl-C does: the SIGINT
+    handler in force runs (the trainer's, which saves at the end of the chunk, or Python's,
+    whose KeyboardInterrupt makes the process pool pass the stop on to every worker).
+    Without this the parent would die at once and leave its workers training, orphaned.
+    Called even when SIGINT is ignored (a job started in the background by a shell)."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt

@@ -4,13 +4,13 @@ All trainable parameters live in one flat vector `theta` (and gradients in one f
 of the same layout), so an update is one loop: theta -= eta * grad, with eta a scalar-filled
 vector for SGD or LeCun's per-parameter step sizes for SDLM. `unpack` gives the named views.
 
-Every driver takes one small flat record, `spec = (prototypes, c1_pairs, c3_pairs, codes, j,
-*graph)`, built from the network's `Variant` by `make_spec`: the fixed RBF prototypes, the
-connected (output map, input map) pairs of C1 and C3, the integer codes of the variant's
-choices (`codes[POOLING]`, `codes[ACTIVATION]`, `codes[OUTPUT]`, `codes[LOSS]`), the MAP
-criterion's j, then `graph = (offsets, dims, resample, s2_source, s4_source)`, the sizes of
-the architecture (LeNet-5, LeNet-1 or LeNet-4; see `graph_record`), and last the input's
-affine map (a, b), x0 = a x + b (`input_affine`). Each layer call branches
+Every driver takes one small record, a `Spec` built from the network's `Variant` by
+`make_spec`: the fixed RBF `prototypes`, the connected (output map, input map) pairs of C1 and
+C3, the integer `codes` of the variant's choices (`spec.codes.pooling`, `.activation`,
+`.output`, `.loss`), the MAP criterion's `j`, the `graph` (a `Graph`: where each parameter
+array sits in theta, the layer sizes `graph.dims` of LeNet-5, LeNet-1 or LeNet-4, the input
+resampling and the pooling layers' source maps; see `graph_record`) and the input's `affine`
+map x0 = scale x + shift (`input_affine`). Each layer call branches
 on its code, so one compiled pass serves every variant and every architecture: the graph is
 always input -> C1 -> S2 -> C3 -> S4 -> [C5] -> [F6] -> output, the bracketed layers present
 when their unit counts are non-zero.
@@ -33,6 +33,7 @@ thread (the kernels release the GIL) instead of compiling a parallel (parfor) ve
 """
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numba as nb
 import numpy as np
@@ -91,7 +92,6 @@ from .lane_kernels import (
 from .paper import BACKGROUND, TRAIN_MEAN, TRAIN_STD
 
 LOSSES = {"mse": LOSS_MSE, "map": LOSS_MAP, "ce": LOSS_CE}
-POOLING, ACTIVATION, OUTPUT, LOSS = range(4)  # positions in spec's `codes`
 OUTPUT_RBF, OUTPUT_SOFTMAX = range(2)
 # d2E/dx6^2 at the RBF output: the second derivative of the distance to the target prototype,
 # the Gauss-Newton part of both criteria (README, "Choices the paper left open")
@@ -111,15 +111,128 @@ def layout(arch="lenet5"):
 
 
 OFFSETS, N_THETA = layout()  # LeNet-5's: C3 stored dense, softmax last
+C5_WEIGHT = TRAINABLE_NAMES.index("C5.weight")  # its row in a graph's offsets: the dense layers start there
 
-# positions in graph's `dims`: input side; maps and side of C1, S2, C3, S4; units of C5, F6,
-# the output; 1 when the input is resampled (LeNet-1)
-(D_IN, D_M1, D_S1, D_M2, D_S2, D_M3, D_S3, D_M4, D_S4, D_N5, D_N6, D_OUT, D_RESAMPLE) = range(13)
+
+# ---------------------------------------------------------------- records
+# Named tuples: Numba compiles them like tuples (a field read by name costs nothing in compiled
+# code), so the compiled drivers take them as arguments and build `Params` themselves. A call
+# from Python unboxes a Spec ~3 us slower than a flat tuple of the same arrays: nothing beside
+# a batch or a pass, a tenth of one image's forward pass.
+
+class Codes(NamedTuple):
+    """The integer codes of a variant's choices and its criterion, as the kernels number them."""
+    pooling: int     # kernels.POOL_*
+    activation: int  # kernels.ACT_*
+    output: int      # OUTPUT_RBF or OUTPUT_SOFTMAX
+    loss: int        # kernels.LOSS_*
+
+
+class Dims(NamedTuple):
+    """The layer sizes of an architecture (0 units: the layer is absent)."""
+    input: int       # side of the input field (32, or 28 for LeNet-1)
+    c1_maps: int
+    c1_side: int
+    s2_maps: int
+    s2_side: int
+    c3_maps: int
+    c3_side: int
+    s4_maps: int
+    s4_side: int
+    c5_units: int
+    f6_units: int
+    out_units: int
+    resampled: int   # 1 when the input is resampled into the field (LeNet-1)
+
+
+class Graph(NamedTuple):
+    """The architecture part of a spec (graph_record)."""
+    offsets: np.ndarray    # (14, 2) int64: (start, stop) in theta of each TRAINABLE_NAMES array
+    dims: Dims
+    resample: np.ndarray   # (input side, 32): architecture.resample_matrix
+    s2_source: np.ndarray  # the C1 map each S2 map pools
+    s4_source: np.ndarray  # the C3 map each S4 map pools
+
+
+class Affine(NamedTuple):
+    """The network's input x0 = scale x + shift of the image x (input_affine)."""
+    scale: float
+    shift: float
+
+
+class Spec(NamedTuple):
+    """What every driver needs besides theta (make_spec; the module docstring)."""
+    prototypes: np.ndarray  # (10, 84) RBF prototypes
+    c1_pairs: np.ndarray    # (output map, input map) pairs of C1
+    c3_pairs: np.ndarray    # ... and of C3
+    codes: Codes
+    j: float                # the MAP criterion's constant, in theta's dtype
+    graph: Graph
+    affine: Affine
+
+
+class Params(NamedTuple):
+    """Named views into a flat theta or gradient (unpack)."""
+    c1_weight: np.ndarray
+    c1_bias: np.ndarray
+    s2_coeff: np.ndarray
+    s2_bias: np.ndarray
+    c3_weight: np.ndarray
+    c3_bias: np.ndarray
+    s4_coeff: np.ndarray
+    s4_bias: np.ndarray
+    c5_weight: np.ndarray
+    c5_bias: np.ndarray
+    f6_weight: np.ndarray
+    f6_bias: np.ndarray
+    out_weight: np.ndarray
+    out_bias: np.ndarray
+
+
+class Layers(NamedTuple):
+    """One buffer per layer output (activations, deltas, pre-activations, ...; workspace)."""
+    input: np.ndarray
+    c1: np.ndarray
+    s2: np.ndarray
+    c3: np.ndarray
+    s4: np.ndarray
+    c5: np.ndarray
+    f6: np.ndarray
+    out: np.ndarray
+
+
+class Workspace(NamedTuple):
+    """One sample's buffers (workspace(theta, spec))."""
+    acts: Layers     # the outputs x
+    deltas: Layers   # dE/du
+    scratch: Layers  # u in the forward pass, dE/dx in the backward pass
+    squares: Layers  # the Hessian pass's x^2
+
+
+class LaneWorkspace(NamedTuple):
+    """A block's buffers (workspace(theta, spec, LANES)): every Layers buffer with a last axis
+    of LANES, then scratch of the lane kernels."""
+    acts: Layers
+    deltas: Layers
+    scratch: Layers
+    acc: np.ndarray    # a dense layer's sums (dense_forward_lanes)
+    h_t: np.ndarray    # a dense layer's input transposed (dense_backward_lanes)
+    wide1: np.ndarray  # C1's wide deltas (conv_backward_lanes)
+    wide3: np.ndarray  # C3's
+
+
+class LaneWeights(NamedTuple):
+    """The dense layers' weights as the lane kernels read them (lane_weights)."""
+    c5_t: np.ndarray   # W^T padded, for the forward pass
+    f6_t: np.ndarray
+    out_t: np.ndarray
+    c5: np.ndarray     # W padded, for dE/dx in the backward pass (empty for inference)
+    f6: np.ndarray
+    out: np.ndarray
 
 
 def graph_record(variant, dtype):
-    """The architecture part of the spec: (offsets (14, 2) int64 in TRAINABLE_NAMES order,
-    dims int64 (see D_*), resample (input side, 32) matrix, S2's and S4's source maps)."""
+    """The architecture part of the spec, a Graph."""
     offsets, _ = layout(variant.arch)
     by_name = {layer.name: layer for layer in layers(variant)}
     dims = [input_size(variant)]
@@ -131,86 +244,91 @@ def graph_record(variant, dtype):
     def source(layer):  # pooled map m reads input map m * in / maps (LeNet-4's S2: pairs)
         return np.arange(layer.maps, dtype=np.int64) * layer.in_maps // layer.maps
 
-    return (np.array([offsets[n] for n in TRAINABLE_NAMES], dtype=np.int64),
-            np.array(dims, dtype=np.int64), resample_matrix(variant).astype(dtype),
-            source(by_name["S2"]), source(by_name["S4"]))
+    return Graph(np.array([offsets[n] for n in TRAINABLE_NAMES], dtype=np.int64),
+                 Dims(*(np.int64(d) for d in dims)), resample_matrix(variant).astype(dtype),
+                 source(by_name["S2"]), source(by_name["S4"]))
 
 # the batch drivers run one chunk kernel per thread from Python threads (no parfor to compile)
 chunk_kernel = nb.njit(nogil=True, **JIT_OPTIONS)
 
 
 def variant_codes(variant, loss):
-    """The int64 codes of a variant's choices and a criterion, as the kernels number them."""
+    """The Codes of a variant's choices and a criterion, as the kernels number them."""
     pooling = POOL_MAX if variant.pooling == "max" else POOL_SUM
     activation = list(VARIANT_CHOICES["activation"]).index(variant.activation)
     output = list(VARIANT_CHOICES["output"]).index(variant.output)
-    return np.array([pooling, activation, output, LOSSES[loss]], dtype=np.int64)
+    return Codes(*(np.int64(c) for c in (pooling, activation, output, LOSSES[loss])))
 
 
 def make_spec(variant, prototypes, loss="map", j=1.0):
-    """The record every driver takes (see the module docstring); dtype from `prototypes`."""
+    """The Spec every driver takes (see the module docstring); dtype from `prototypes`."""
     c1 = layers(variant)[0]
-    return (prototypes, table_pairs(c1.table), table_pairs(variant.c3_table),
-            variant_codes(variant, loss), prototypes.dtype.type(j),
-            *graph_record(variant, prototypes.dtype),
-            input_affine(variant, prototypes.dtype))  # (flat: as the parallel kernels once needed)
+    return Spec(prototypes, table_pairs(c1.table), table_pairs(variant.c3_table),
+                variant_codes(variant, loss), prototypes.dtype.type(j),
+                graph_record(variant, prototypes.dtype), input_affine(variant, prototypes.dtype))
 
 
 def input_affine(variant, dtype):
-    """(a, b): the network's input is x0 = a x + b of the image x it is given: (1, 0) for the
-    printed levels, (1/std, -mean/std) of the training set for Variant(inputs="unit")."""
+    """Affine(scale, shift): the network's input is x0 = scale x + shift of the image x it is
+    given: (1, 0) for the printed levels, (1/std, -mean/std) of the training set for
+    Variant(inputs="unit")."""
+    f = np.dtype(dtype).type
     if variant.inputs == "unit":
-        return np.array([1.0 / TRAIN_STD, -TRAIN_MEAN / TRAIN_STD], dtype=dtype)
-    return np.array([1.0, 0.0], dtype=dtype)
+        return Affine(f(1.0 / TRAIN_STD), f(-TRAIN_MEAN / TRAIN_STD))
+    return Affine(f(1.0), f(0.0))
 
 
 
 
 @kernel
-def unpack(theta, offsets, dims):
-    """Named views into a flat parameter (or gradient) vector, shaped by the graph's dims; C5's
-    weights seen as (units, maps * 5 * 5), e.g. LeNet-5's (120, 400); absent layers empty."""
-    o, d = offsets, dims
-    n4 = d[D_M4] * d[D_S4] * d[D_S4]
-    last = d[D_N6] if d[D_N6] > 0 else (d[D_N5] if d[D_N5] > 0 else n4)  # the output's inputs
-    return (theta[o[0, 0]:o[0, 1]].reshape((d[D_M1], 1, KERNEL, KERNEL)), theta[o[1, 0]:o[1, 1]],
-            theta[o[2, 0]:o[2, 1]], theta[o[3, 0]:o[3, 1]],
-            theta[o[4, 0]:o[4, 1]].reshape((d[D_M3], d[D_M2], KERNEL, KERNEL)), theta[o[5, 0]:o[5, 1]],
-            theta[o[6, 0]:o[6, 1]], theta[o[7, 0]:o[7, 1]],
-            theta[o[8, 0]:o[8, 1]].reshape((d[D_N5], n4)), theta[o[9, 0]:o[9, 1]],
-            theta[o[10, 0]:o[10, 1]].reshape((d[D_N6], d[D_N5])), theta[o[11, 0]:o[11, 1]],
-            theta[o[12, 0]:o[12, 1]].reshape((d[D_OUT], last)), theta[o[13, 0]:o[13, 1]])
+def unpack(theta, graph):
+    """The Params of a flat parameter (or gradient) vector: views shaped by the graph's dims,
+    its offsets' rows in TRAINABLE_NAMES order; C5's weights seen as (units, maps * 5 * 5),
+    e.g. LeNet-5's (120, 400); absent layers empty."""
+    o, d = graph.offsets, graph.dims
+    n4 = d.s4_maps * d.s4_side * d.s4_side
+    last = d.f6_units if d.f6_units > 0 else (d.c5_units if d.c5_units > 0 else n4)  # the output's inputs
+    return Params(theta[o[0, 0]:o[0, 1]].reshape((d.c1_maps, 1, KERNEL, KERNEL)), theta[o[1, 0]:o[1, 1]],
+                  theta[o[2, 0]:o[2, 1]], theta[o[3, 0]:o[3, 1]],
+                  theta[o[4, 0]:o[4, 1]].reshape((d.c3_maps, d.s2_maps, KERNEL, KERNEL)), theta[o[5, 0]:o[5, 1]],
+                  theta[o[6, 0]:o[6, 1]], theta[o[7, 0]:o[7, 1]],
+                  theta[o[8, 0]:o[8, 1]].reshape((d.c5_units, n4)), theta[o[9, 0]:o[9, 1]],
+                  theta[o[10, 0]:o[10, 1]].reshape((d.f6_units, d.c5_units)), theta[o[11, 0]:o[11, 1]],
+                  theta[o[12, 0]:o[12, 1]].reshape((d.out_units, last)), theta[o[13, 0]:o[13, 1]])
 
 
 def workspace(theta, spec, lanes=0):
-    """Buffers, one per layer output (x0 the input, x1 C1, x2 S2, x3 C3, x4 S4, x5 C5, x6 F6,
-    y; sized by the spec's graph, absent layers empty), made here in Python and handed to the
+    """Buffers, one per layer output (Layers: the input x0, C1, S2, C3, S4, C5, F6, the output;
+    sized by the spec's graph, absent layers empty), made here in Python and handed to the
     compiled loops (made inside them, they cost each loop ~1.6 s of compilation):
     acts (the outputs x), deltas (dE/du) and scratch, which holds a layer's pre-activation u in
     the forward pass and dE/dx in the backward pass until the activation kernel turns it into
-    x or delta (kernels never write in place: aliased arrays defeat SIMD); scratch[7] holds the
-    softmax output's logits z, then dE/dz.
-    lanes=0: for one sample, (acts, deltas, scratch, squares), squares holding the Hessian
-    pass's x^2. lanes=LANES: for a block (lenet5.core.lane_kernels), every buffer with a last axis
-    of LANES, then the dense layers' sums and h^T (flat) and C1's and C3's wide deltas
-    (conv_backward_lanes; zero outside the rows it writes)."""
-    d, dt = [int(v) for v in spec[6]], theta.dtype
+    x or delta (kernels never write in place: aliased arrays defeat SIMD); scratch.out holds
+    the softmax output's logits z, then dE/dz.
+    lanes=0: a Workspace for one sample, its squares holding the Hessian pass's x^2.
+    lanes=LANES: a LaneWorkspace for a block (lenet5.core.lane_kernels), every buffer with a
+    last axis of LANES, then the dense layers' sums and h^T (flat) and C1's and C3's wide
+    deltas (conv_backward_lanes; zero outside the rows it writes)."""
+    d, dt = Dims(*(int(v) for v in spec.graph.dims)), theta.dtype
     tail = (lanes,) if lanes else ()
 
     def layer_outputs():
-        return (np.zeros((1, d[D_IN], d[D_IN]) + tail, dt), np.zeros((d[D_M1], d[D_S1], d[D_S1]) + tail, dt),
-                np.zeros((d[D_M2], d[D_S2], d[D_S2]) + tail, dt), np.zeros((d[D_M3], d[D_S3], d[D_S3]) + tail, dt),
-                np.zeros((d[D_M4], d[D_S4], d[D_S4]) + tail, dt), np.zeros((d[D_N5],) + tail, dt),
-                np.zeros((d[D_N6],) + tail, dt), np.zeros((d[D_OUT],) + tail, dt))
+        return Layers(np.zeros((1, d.input, d.input) + tail, dt),
+                      np.zeros((d.c1_maps, d.c1_side, d.c1_side) + tail, dt),
+                      np.zeros((d.s2_maps, d.s2_side, d.s2_side) + tail, dt),
+                      np.zeros((d.c3_maps, d.c3_side, d.c3_side) + tail, dt),
+                      np.zeros((d.s4_maps, d.s4_side, d.s4_side) + tail, dt), np.zeros((d.c5_units,) + tail, dt),
+                      np.zeros((d.f6_units,) + tail, dt), np.zeros((d.out_units,) + tail, dt))
 
     if not lanes:
-        return layer_outputs(), layer_outputs(), layer_outputs(), layer_outputs()
-    n4 = d[D_M4] * d[D_S4] * d[D_S4]
-    widest = -(-max(n4, d[D_N5], d[D_N6], d[D_OUT]) // lanes) * lanes  # a dense layer's units or inputs, padded
+        return Workspace(layer_outputs(), layer_outputs(), layer_outputs(), layer_outputs())
+    n4 = d.s4_maps * d.s4_side * d.s4_side
+    # a dense layer's units or inputs, padded to whole lane vectors
+    widest = -(-max(n4, d.c5_units, d.f6_units, d.out_units) // lanes) * lanes
     pad = 2 * (KERNEL - 1) * lanes
-    return (layer_outputs(), layer_outputs(), layer_outputs(), np.empty(lanes * widest, dt),
-            np.empty(lanes * widest, dt), np.zeros((d[D_M1], pad + d[D_S1] * d[D_IN] * lanes), dt),
-            np.zeros((d[D_M3], pad + d[D_S3] * d[D_S2] * lanes), dt))
+    return LaneWorkspace(layer_outputs(), layer_outputs(), layer_outputs(), np.empty(lanes * widest, dt),
+                         np.empty(lanes * widest, dt), np.zeros((d.c1_maps, pad + d.c1_side * d.input * lanes), dt),
+                         np.zeros((d.c3_maps, pad + d.c3_side * d.s2_side * lanes), dt))
 
 
 @kernel
@@ -238,41 +356,41 @@ def resample_into(image, r, out):
 @inlined
 def sample_forward(image, theta, spec, acts, scratch):
     """x0 -> C1 -> S2 -> C3 -> S4 -> [C5] -> [F6] -> output; fills acts, returns nothing."""
-    prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source, affine = spec
-    act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
+    dims, affine = spec.graph.dims, spec.affine
+    act, pool, out_kind = spec.codes.activation, spec.codes.pooling, spec.codes.output
     pool_act = ACT_IDENTITY if pool == POOL_MAX else act  # max pooling is not squashed
-    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta, offsets, dims)
+    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta, spec.graph)
     x0, x1, x2, x3, x4, x5, x6, y = acts
     _, u1, u2, u3, u4, u5, u6, z = scratch
-    if dims[D_RESAMPLE]:
-        resample_into(image, resample, x0[0])
+    if dims.resampled:
+        resample_into(image, spec.graph.resample, x0[0])
     else:
         for i in range(image.shape[0]):  # (loops, not array assignments: those compile a
             for j in range(image.shape[1]):  # broadcasting check and its message, ~1 s each)
                 x0[0, i, j] = image[i, j]
-    if affine[0] != 1.0 or affine[1] != 0.0:  # Variant(inputs="unit"): x0 = (x - mean) / std
+    if affine.scale != 1.0 or affine.shift != 0.0:  # Variant(inputs="unit"): x0 = (x - mean) / std
         for i in range(x0.shape[1]):
             for j in range(x0.shape[2]):
-                x0[0, i, j] = affine[0] * x0[0, i, j] + affine[1]
-    conv_forward(x0, c1w, c1b, c1_pairs, u1)
+                x0[0, i, j] = affine.scale * x0[0, i, j] + affine.shift
+    conv_forward(x0, c1w, c1b, spec.c1_pairs, u1)
     activation_forward(u1.reshape(-1), x1.reshape(-1), act)
-    pool_forward(x1, s2c, s2b, u2, pool, s2_source)
+    pool_forward(x1, s2c, s2b, u2, pool, spec.graph.s2_source)
     activation_forward(u2.reshape(-1), x2.reshape(-1), pool_act)
-    conv_forward(x2, c3w, c3b, c3_pairs, u3)
+    conv_forward(x2, c3w, c3b, spec.c3_pairs, u3)
     activation_forward(u3.reshape(-1), x3.reshape(-1), act)
-    pool_forward(x3, s4c, s4b, u4, pool, s4_source)
+    pool_forward(x3, s4c, s4b, u4, pool, spec.graph.s4_source)
     activation_forward(u4.reshape(-1), x4.reshape(-1), pool_act)
     h = x4.reshape(-1)  # the input of the next layer, flat
-    if dims[D_N5] > 0:
+    if dims.c5_units > 0:
         dense_forward(h, c5w, c5b, u5)  # C5: a 5x5 conv over 5x5 maps is a dot product
         activation_forward(u5, x5, act)
         h = x5
-    if dims[D_N6] > 0:
+    if dims.f6_units > 0:
         dense_forward(h, f6w, f6b, u6)
         activation_forward(u6, x6, act)
         h = x6
     if out_kind == OUTPUT_RBF:
-        rbf_forward(h, prototypes, y)
+        rbf_forward(h, spec.prototypes, y)
     else:
         dense_forward(h, ow, ob, z)
         neg_log_softmax_forward(z, y)
@@ -280,24 +398,24 @@ def sample_forward(image, theta, spec, acts, scratch):
 
 @inlined
 def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power, eta):
-    """Back-propagate deltas[7] (dE/dy) into grad (accumulated).
+    """Back-propagate deltas.out (dE/dy) into grad (accumulated).
 
     power == 1: ordinary gradients; theta_w = theta, inputs = acts.
     power == 2: LeCun's diagonal Gauss-Newton terms; theta_w = theta**2, inputs = acts**2,
-    f'(u)^2 in place of f'(u), and the caller has seeded the output stage: scratch[6] holds
-    d2E/dx6^2 (RBF output) or scratch[7] holds d2E/dz^2 (softmax output). `acts` always holds
+    f'(u)^2 in place of f'(u), and the caller has seeded the output stage: scratch.f6 holds
+    d2E/dx6^2 (RBF output) or scratch.out holds d2E/dz^2 (softmax output). `acts` always holds
     the real activations (for f' and the max-pooling winners).
     eta (non-empty, power 1 only): the online step theta_w -= eta * gradient is applied to the
     dense layers (C5, F6, a softmax output) as their gradient is formed (dense_backward_step);
     their entries of grad are left untouched, the caller steps the rest.
     """
-    prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source, affine = spec
-    act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
+    dims, s2_source = spec.graph.dims, spec.graph.s2_source
+    act, pool, out_kind = spec.codes.activation, spec.codes.pooling, spec.codes.output
     pool_act = ACT_IDENTITY if pool == POOL_MAX else act
-    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta_w, offsets, dims)
-    g1w, g1b, g2c, g2b, g3w, g3b, g4c, g4b, g5w, g5b, g6w, g6b, gow, gob = unpack(grad, offsets, dims)
+    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, c5w, c5b, f6w, f6b, ow, ob = unpack(theta_w, spec.graph)
+    g1w, g1b, g2c, g2b, g3w, g3b, g4c, g4b, g5w, g5b, g6w, g6b, gow, gob = unpack(grad, spec.graph)
     step = eta.shape[0] > 0
-    _, _, _, _, _, _, _, _, r5w, r5b, r6w, r6b, row, rob = unpack(eta if step else theta_w, offsets, dims)
+    _, _, _, _, _, _, _, _, r5w, r5b, r6w, r6b, row, rob = unpack(eta if step else theta_w, spec.graph)
     x0, x1, x2, x3, x4, x5, x6, y = acts
     i0, i1, i2, i3, i4, i5, i6, _ = inputs
     e0, e1, e2, e3, e4, e5, e6, dy = deltas
@@ -306,11 +424,11 @@ def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power, e
     # flags as runtime values (a literal True/False, or 1/2, would compile each kernel twice)
     yes, no = np.bool_(True), np.bool_(False)
     # the output layer's input (F6, else C5, else S4 flat): output, its `inputs`, its dE/dx
-    h, ih, dh = (x6, i6, dx6) if dims[D_N6] > 0 else ((x5, i5, dx5) if dims[D_N5] > 0 else
-                                                       (flat4, iflat4, dflat4))
+    h, ih, dh = (x6, i6, dx6) if dims.f6_units > 0 else ((x5, i5, dx5) if dims.c5_units > 0 else
+                                                          (flat4, iflat4, dflat4))
     if out_kind == OUTPUT_RBF:
         if power == 1:
-            rbf_backward(h, prototypes, dy, dh)              # dE/dx6
+            rbf_backward(h, spec.prototypes, dy, dh)         # dE/dx6
     else:
         if power == 1:
             neg_log_softmax_backward(y, dy, dz)              # dE/dz
@@ -318,24 +436,24 @@ def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power, e
             dense_backward_step(ih, ow, row, dz, ob, rob, dh, yes)
         else:
             dense_backward(ih, ow, dz, gow, gob, dh, yes)   # dE/dx6 = W^T dE/dz
-    if dims[D_N6] > 0:
+    if dims.f6_units > 0:
         activation_backward(x6, dx6, e6, power, act)         # delta6 = f'(u6) dE/dx6
-        below, dbelow = (i5, dx5) if dims[D_N5] > 0 else (iflat4, dflat4)
+        below, dbelow = (i5, dx5) if dims.c5_units > 0 else (iflat4, dflat4)
         if step:
             dense_backward_step(below, f6w, r6w, e6, f6b, r6b, dbelow, yes)
         else:
             dense_backward(below, f6w, e6, g6w, g6b, dbelow, yes)  # dE/dx5 = W6^T delta6
-    if dims[D_N5] > 0:
+    if dims.c5_units > 0:
         activation_backward(x5, dx5, e5, power, act)
         if step:
             dense_backward_step(iflat4, c5w, r5w, e5, c5b, r5b, dflat4, yes)
         else:
             dense_backward(iflat4, c5w, e5, g5w, g5b, dflat4, yes)
     activation_backward(flat4, dflat4, e4.reshape(-1), power, pool_act)  # S4
-    pool_backward(x3, i3, s4c, e4, g4c, g4b, dx3, pool, s4_source)  # dE/dx3 = beta4 up(delta4)
+    pool_backward(x3, i3, s4c, e4, g4c, g4b, dx3, pool, spec.graph.s4_source)  # dE/dx3 = beta4 up(delta4)
     # (S4 never shares its input maps; S2 does in LeNet-4)
     activation_backward(x3.reshape(-1), dx3.reshape(-1), e3.reshape(-1), power, act)  # beta f' up
-    conv_backward(i2, c3w, e3, c3_pairs, g3w, g3b, dx2, yes)
+    conv_backward(i2, c3w, e3, spec.c3_pairs, g3w, g3b, dx2, yes)
     activation_backward(x2.reshape(-1), dx2.reshape(-1), e2.reshape(-1), power, pool_act)
     if s2_source.shape[0] == x1.shape[0]:
         pool_backward(x1, i1, s2c, e2, g2c, g2b, dx1, pool, s2_source)
@@ -348,16 +466,16 @@ def sample_backward(theta_w, spec, acts, inputs, deltas, scratch, grad, power, e
                 for j in range(x1.shape[2]):
                     dx1[s2_source[m], i, j] += per_map[m, i, j]
     activation_backward(x1.reshape(-1), dx1.reshape(-1), e1.reshape(-1), power, act)
-    conv_backward(i0, c1w, e1, c1_pairs, g1w, g1b, e0, no)
+    conv_backward(i0, c1w, e1, spec.c1_pairs, g1w, g1b, e0, no)
 
 
 @inlined
 def sample_loss_gradient(image, label, theta, spec, work, grad):
     """Forward, criterion, backward for one sample; adds dE/dtheta to grad, returns E.
-    work = workspace(...)[:3]."""
+    work: (acts, deltas, scratch) of a Workspace."""
     acts, deltas, scratch = work
     sample_forward(image, theta, spec, acts, scratch)
-    loss = loss_forward_backward(acts[7], label, spec[3][LOSS], spec[4], deltas[7])
+    loss = loss_forward_backward(acts.out, label, spec.codes.loss, spec.j, deltas.out)
     sample_backward(theta, spec, acts, acts, deltas, scratch, grad, np.int64(1), theta[:0])
     return loss
 
@@ -397,70 +515,71 @@ _THREAD = threading.local()
 def lane_workspace(theta, spec):
     """This thread's workspace(theta, spec, LANES), made once per dtype and graph and kept
     between calls: fresh pages for its ~4 MB (float32) cost ~0.4 ms a call."""
-    key = (theta.dtype.str, spec[6].tobytes())
+    key = (theta.dtype.str, tuple(int(d) for d in spec.graph.dims))
     if getattr(_THREAD, "key", None) != key:
         _THREAD.key, _THREAD.work = key, workspace(theta, spec, LANES)
     return _THREAD.work
 
 
 def lane_weights(theta, spec, backward):
-    """The dense layers' W^T (forward) and, when `backward`, W (for dE/dx), each zero-padded
-    to whole lane vectors (padded_transpose); empty in place of W otherwise."""
-    c5w, _, f6w, _, ow, _ = unpack(theta, spec[5], spec[6])[8:]
+    """LaneWeights: the dense layers' W^T (forward) and, when `backward`, W (for dE/dx), each
+    zero-padded to whole lane vectors (padded_transpose); empty in place of W otherwise."""
+    p = unpack(theta, spec.graph)
+    c5w, f6w, ow = p.c5_weight, p.f6_weight, p.out_weight
     none = np.zeros((0, 0), theta.dtype)
-    return (padded_transpose(c5w), padded_transpose(f6w), padded_transpose(ow),
-            padded_transpose(c5w.T) if backward else none, padded_transpose(f6w.T) if backward else none,
-            padded_transpose(ow.T) if backward else none)
+    return LaneWeights(padded_transpose(c5w), padded_transpose(f6w), padded_transpose(ow),
+                       padded_transpose(c5w.T) if backward else none,
+                       padded_transpose(f6w.T) if backward else none, padded_transpose(ow.T) if backward else none)
 
 
 @inlined
 def lanes_forward(images, start, n, theta, spec, acts, scratch, dense, acc):
     """sample_forward for images[start:start+n] (n <= LANES) in the lanes of acts; lanes past
     n take zero images (their outputs are not read)."""
-    prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, resample, s2_source, s4_source, affine = spec
-    act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
+    dims, affine = spec.graph.dims, spec.affine
+    act, pool, out_kind = spec.codes.activation, spec.codes.pooling, spec.codes.output
     pool_act = ACT_IDENTITY if pool == POOL_MAX else act
-    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, _, c5b, _, f6b, _, ob = unpack(theta, offsets, dims)
-    c5t, f6t, out_t = dense[0], dense[1], dense[2]
+    c1w, c1b, s2c, s2b, c3w, c3b, s4c, s4b, _, c5b, _, f6b, _, ob = unpack(theta, spec.graph)
+    c5t, f6t, out_t = dense.c5_t, dense.f6_t, dense.out_t
     x0, x1, x2, x3, x4, x5, x6, y = acts
     _, u1, u2, u3, u4, u5, u6, z = scratch
-    size, L = dims[D_IN], LANES
+    size, L = dims.input, LANES
     for i in range(size if n < L else 0):  # unused lanes compute on zeros (finite, so that
         for j in range(size):              # their zero deltas add exactly nothing)
             for lane in range(n, L):
                 x0[0, i, j, lane] = 0.0
-    if dims[D_RESAMPLE]:
+    if dims.resampled:
         one = np.empty((size, size), x0.dtype)  # one resampled image (LeNet-1)
         for lane in range(n):
-            resample_into(images[start + lane], resample, one)
+            resample_into(images[start + lane], spec.graph.resample, one)
             for i in range(size):
                 for j in range(size):
-                    x0[0, i, j, lane] = affine[0] * one[i, j] + affine[1]
+                    x0[0, i, j, lane] = affine.scale * one[i, j] + affine.shift
     else:
         for i in range(size):  # row by row across the lanes: x0's row (size x LANES) stays in L1
             for lane in range(n):
                 row = images[start + lane, i]
                 for j in range(size):
-                    x0[0, i, j, lane] = affine[0] * row[j] + affine[1]
-    conv_forward_lanes(x0, c1w, c1b, c1_pairs, u1)
+                    x0[0, i, j, lane] = affine.scale * row[j] + affine.shift
+    conv_forward_lanes(x0, c1w, c1b, spec.c1_pairs, u1)
     activation_forward(u1.reshape(-1), x1.reshape(-1), act)
-    pool_forward_lanes(x1, s2c, s2b, u2, pool, s2_source)
+    pool_forward_lanes(x1, s2c, s2b, u2, pool, spec.graph.s2_source)
     activation_forward(u2.reshape(-1), x2.reshape(-1), pool_act)
-    conv_forward_lanes(x2, c3w, c3b, c3_pairs, u3)
+    conv_forward_lanes(x2, c3w, c3b, spec.c3_pairs, u3)
     activation_forward(u3.reshape(-1), x3.reshape(-1), act)
-    pool_forward_lanes(x3, s4c, s4b, u4, pool, s4_source)
+    pool_forward_lanes(x3, s4c, s4b, u4, pool, spec.graph.s4_source)
     activation_forward(u4.reshape(-1), x4.reshape(-1), pool_act)
     h = x4.reshape((-1, L))  # (maps * 5 * 5, L): S4's output flat, per lane
-    if dims[D_N5] > 0:
+    if dims.c5_units > 0:
         dense_forward_lanes(h, c5t, c5b, u5, acc[:L * c5t.shape[1]].reshape((L, -1)))
         activation_forward(u5.reshape(-1), x5.reshape(-1), act)
         h = x5
-    if dims[D_N6] > 0:
+    if dims.f6_units > 0:
         dense_forward_lanes(h, f6t, f6b, u6, acc[:L * f6t.shape[1]].reshape((L, -1)))
         activation_forward(u6.reshape(-1), x6.reshape(-1), act)
         h = x6
     if out_kind == OUTPUT_RBF:
-        rbf_forward_lanes(h, prototypes, y)
+        rbf_forward_lanes(h, spec.prototypes, y)
     else:
         dense_forward_lanes(h, out_t, ob, z, acc[:L * out_t.shape[1]].reshape((L, -1)))
         neg_log_softmax_forward_lanes(z, y)
@@ -468,41 +587,41 @@ def lanes_forward(images, start, n, theta, spec, acts, scratch, dense, acc):
 
 @inlined
 def lanes_backward(theta, spec, acts, deltas, scratch, grad, dense, acc, h_t, wide1, wide3):
-    """sample_backward (power 1, no step) for a block: deltas[7] holds dE/dy per lane, zero in
+    """sample_backward (power 1, no step) for a block: deltas.out holds dE/dy per lane, zero in
     unused lanes; the parameter gradients, summed over the lanes, are added into grad.
     h_t, wide1, wide3: scratch for dense_backward_lanes and C1's and C3's conv_backward_lanes."""
-    prototypes, c1_pairs, c3_pairs, codes, _, offsets, dims, _, s2_source, s4_source, _ = spec
-    act, pool, out_kind = codes[ACTIVATION], codes[POOLING], codes[OUTPUT]
+    dims, s2_source = spec.graph.dims, spec.graph.s2_source
+    act, pool, out_kind = spec.codes.activation, spec.codes.pooling, spec.codes.output
     pool_act = ACT_IDENTITY if pool == POOL_MAX else act
-    c1w, _, s2c, _, c3w, _, s4c = unpack(theta, offsets, dims)[:7]
-    g1w, g1b, g2c, g2b, g3w, g3b, g4c, g4b, g5w, g5b, g6w, g6b, gow, gob = unpack(grad, offsets, dims)
-    c5p, f6p, out_p = dense[3], dense[4], dense[5]
+    c1w, _, s2c, _, c3w, _, s4c, _, _, _, _, _, _, _ = unpack(theta, spec.graph)
+    g1w, g1b, g2c, g2b, g3w, g3b, g4c, g4b, g5w, g5b, g6w, g6b, gow, gob = unpack(grad, spec.graph)
+    c5p, f6p, out_p = dense.c5, dense.f6, dense.out
     x0, x1, x2, x3, x4, x5, x6, y = acts
     e0, e1, e2, e3, e4, e5, e6, dy = deltas
     _, dx1, dx2, dx3, dx4, dx5, dx6, dz = scratch  # dE/dx of each layer's output
     L = LANES
     yes, no = np.bool_(True), np.bool_(False)
     flat4, dflat4 = x4.reshape((-1, L)), dx4.reshape((-1, L))
-    h, dh = (x6, dx6) if dims[D_N6] > 0 else ((x5, dx5) if dims[D_N5] > 0 else (flat4, dflat4))
+    h, dh = (x6, dx6) if dims.f6_units > 0 else ((x5, dx5) if dims.c5_units > 0 else (flat4, dflat4))
     if out_kind == OUTPUT_RBF:
-        rbf_backward_lanes(h, prototypes, dy, dh)               # dE/dx6
+        rbf_backward_lanes(h, spec.prototypes, dy, dh)          # dE/dx6
     else:
         neg_log_softmax_backward_lanes(y, dy, dz)             # dE/dz
         dense_backward_lanes(h, out_p, dz, gow, gob, dh, yes, h_t[:L * h.shape[0]].reshape((L, -1)),
                              acc[:L * out_p.shape[1]].reshape((L, -1)))
-    if dims[D_N6] > 0:
+    if dims.f6_units > 0:
         activation_backward(x6.reshape(-1), dx6.reshape(-1), e6.reshape(-1), 1, act)
-        below, dbelow = (x5, dx5) if dims[D_N5] > 0 else (flat4, dflat4)
+        below, dbelow = (x5, dx5) if dims.c5_units > 0 else (flat4, dflat4)
         dense_backward_lanes(below, f6p, e6, g6w, g6b, dbelow, yes, h_t[:L * below.shape[0]].reshape((L, -1)),
                              acc[:L * f6p.shape[1]].reshape((L, -1)))
-    if dims[D_N5] > 0:
+    if dims.c5_units > 0:
         activation_backward(x5.reshape(-1), dx5.reshape(-1), e5.reshape(-1), 1, act)
         dense_backward_lanes(flat4, c5p, e5, g5w, g5b, dflat4, yes, h_t[:L * flat4.shape[0]].reshape((L, -1)),
                              acc[:L * c5p.shape[1]].reshape((L, -1)))
     activation_backward(x4.reshape(-1), dx4.reshape(-1), e4.reshape(-1), 1, pool_act)  # S4
-    pool_backward_lanes(x3, s4c, e4, g4c, g4b, dx3, pool, s4_source)  # dE/dx3 = beta4 up(delta4)
+    pool_backward_lanes(x3, s4c, e4, g4c, g4b, dx3, pool, spec.graph.s4_source)  # dE/dx3 = beta4 up(delta4)
     activation_backward(x3.reshape(-1), dx3.reshape(-1), e3.reshape(-1), 1, act)  # beta f' up
-    conv_backward_lanes(x2, c3w, e3, c3_pairs, g3w, g3b, dx2, yes, wide3)
+    conv_backward_lanes(x2, c3w, e3, spec.c3_pairs, g3w, g3b, dx2, yes, wide3)
     activation_backward(x2.reshape(-1), dx2.reshape(-1), e2.reshape(-1), 1, pool_act)
     if s2_source.shape[0] == x1.shape[0]:
         pool_backward_lanes(x1, s2c, e2, g2c, g2b, dx1, pool, s2_source)
@@ -515,7 +634,7 @@ def lanes_backward(theta, spec, acts, deltas, scratch, grad, dense, acc, h_t, wi
             for q in range(src.shape[0]):
                 dst[q] += src[q]
     activation_backward(x1.reshape(-1), dx1.reshape(-1), e1.reshape(-1), 1, act)
-    conv_backward_lanes(x0, c1w, e1, c1_pairs, g1w, g1b, e0, no, wide1)  # (no dE/dx0)
+    conv_backward_lanes(x0, c1w, e1, spec.c1_pairs, g1w, g1b, e0, no, wide1)  # (no dE/dx0)
 
 
 @chunk_kernel
@@ -523,8 +642,8 @@ def forward_chunk(images, theta, spec, a, b, out, work, dense):
     """Outputs y of images[a:b] into out[a:b], on the calling thread, LANES samples at a time
     through the lane kernels (lenet5.core.lane_kernels): the same layers as sample_forward.
     work: lane_workspace(theta, spec); dense: lane_weights(theta, spec, False)."""
-    acts, _, scratch, acc, _, _, _ = work
-    y = acts[7]
+    acts, scratch, acc = work.acts, work.scratch, work.acc
+    y = acts.out
     for start in range(a, b, LANES):
         n = min(LANES, b - start)
         lanes_forward(images, start, n, theta, spec, acts, scratch, dense, acc)
@@ -539,7 +658,7 @@ def gradient_chunk(images, labels, theta, spec, a, b, losses, grad, work, dense)
     at a time (loss_gradient_batch's chunk): lanes_forward, the criterion lane by lane, then
     lanes_backward. work: lane_workspace(theta, spec); dense: lane_weights(theta, spec, True)."""
     acts, deltas, scratch, acc, h_t, wide1, wide3 = work
-    y, dy = acts[7], deltas[7]
+    y, dy = acts.out, deltas.out
     column, dcolumn = np.empty(y.shape[0], theta.dtype), np.empty(y.shape[0], theta.dtype)
     for start in range(a, b, LANES):
         n = min(LANES, b - start)
@@ -548,8 +667,8 @@ def gradient_chunk(images, labels, theta, spec, a, b, losses, grad, work, dense)
             if lane < n:
                 for k in range(y.shape[0]):
                     column[k] = y[k, lane]
-                losses[start + lane] = loss_forward_backward(column, labels[start + lane], spec[3][LOSS],
-                                                             spec[4], dcolumn)
+                losses[start + lane] = loss_forward_backward(column, labels[start + lane], spec.codes.loss,
+                                                             spec.j, dcolumn)
             else:
                 dcolumn[:] = 0.0  # an unused lane adds nothing to the gradient
             for k in range(y.shape[0]):
@@ -574,11 +693,11 @@ def forward_batch(images, theta, spec, bounds, out, shared_loop=False):
 
 
 def forward_layers(image, theta, spec):
-    """Every layer's output for one image: (x0 input, x1 C1, x2 S2, x3 C3, x4 S4, x5 C5,
-    x6 F6, y RBF), fresh arrays (for looking inside the network, not for speed)."""
-    acts, _, scratch, _ = workspace(theta, spec)
-    forward_into(image, theta, spec, acts, scratch)
-    return acts
+    """Every layer's output for one image, a Layers record (input, c1, s2, c3, s4, c5, f6,
+    out), fresh arrays (for looking inside the network, not for speed)."""
+    work = workspace(theta, spec)
+    forward_into(image, theta, spec, work.acts, work.scratch)
+    return work.acts
 
 
 @kernel
@@ -663,37 +782,38 @@ def sample_loop(images, labels, order, theta, eta, spec, mode, rbf_seed, losses,
                    output seeded by rbf_seed (labels, eta and losses unused);
     MODE_FORWARD:  out[n*K:(n+1)*K] = its K outputs y, nothing else (forward_batch, shared_loop).
     work: workspace(theta, spec)."""
-    acts, deltas, scratch, inputs_sq = work
+    acts, deltas, scratch, squares = work
     hessian = mode == MODE_HESSIAN
     weights = theta * theta if hessian else theta  # the backward pass's weights: w^2 for the Hessian
     grad = np.zeros_like(theta) if mode == MODE_STEP else out
     # MODE_STEP: the dense layers (C5 on, the last in theta) take their step inside the backward
     # pass; the parameters before them, theta[:stepped], are stepped here
     step_eta = eta if mode == MODE_STEP else eta[:0]
-    stepped = spec[5][8, 0] if mode == MODE_STEP else 0
+    stepped = spec.graph.offsets[C5_WEIGHT, 0] if mode == MODE_STEP else 0
     for n in range(order.shape[0]):
         s = order[n]
         sample_forward(images[s], theta, spec, acts, scratch)
         if mode == MODE_FORWARD:
-            for k in range(acts[7].shape[0]):
-                out[n * acts[7].shape[0] + k] = acts[7][k]
+            y = acts.out
+            for k in range(y.shape[0]):
+                out[n * y.shape[0] + k] = y[k]
             continue
         inputs, power = acts, np.int64(1)
         if hessian:  # inputs x^2, f'^2, the output stage seeded with its curvature
-            square_into(acts[0].reshape(-1), inputs_sq[0].reshape(-1))
-            square_into(acts[1].reshape(-1), inputs_sq[1].reshape(-1))
-            square_into(acts[2].reshape(-1), inputs_sq[2].reshape(-1))
-            square_into(acts[3].reshape(-1), inputs_sq[3].reshape(-1))
-            square_into(acts[4].reshape(-1), inputs_sq[4].reshape(-1))
-            square_into(acts[5].reshape(-1), inputs_sq[5].reshape(-1))
-            square_into(acts[6].reshape(-1), inputs_sq[6].reshape(-1))
-            if spec[3][OUTPUT] == OUTPUT_RBF:
-                rbf_curvature(acts[6], acts[7], spec, rbf_seed, scratch[6])
+            square_into(acts.input.reshape(-1), squares.input.reshape(-1))
+            square_into(acts.c1.reshape(-1), squares.c1.reshape(-1))
+            square_into(acts.s2.reshape(-1), squares.s2.reshape(-1))
+            square_into(acts.c3.reshape(-1), squares.c3.reshape(-1))
+            square_into(acts.s4.reshape(-1), squares.s4.reshape(-1))
+            square_into(acts.c5.reshape(-1), squares.c5.reshape(-1))
+            square_into(acts.f6.reshape(-1), squares.f6.reshape(-1))
+            if spec.codes.output == OUTPUT_RBF:
+                rbf_curvature(acts.f6, acts.out, spec, rbf_seed, scratch.f6)
             else:
-                softmax_gauss_newton(acts[7], scratch[7])
-            inputs, power = inputs_sq, np.int64(2)
+                softmax_gauss_newton(acts.out, scratch.out)
+            inputs, power = squares, np.int64(2)
         else:
-            losses[n] = loss_forward_backward(acts[7], labels[s], spec[3][LOSS], spec[4], deltas[7])
+            losses[n] = loss_forward_backward(acts.out, labels[s], spec.codes.loss, spec.j, deltas.out)
         sample_backward(weights, spec, acts, inputs, deltas, scratch, grad, power, step_eta)
         for k in range(stepped):  # the step of the layers below C5, grad zeroed for the next sample
             theta[k] -= eta[k] * grad[k]
@@ -703,12 +823,12 @@ def sample_loop(images, labels, order, theta, eta, spec, mode, rbf_seed, losses,
 @kernel
 def rbf_curvature(x6, y, spec, rbf_seed, out):
     """Fill out (84,) with the seed d2E/dx6^2 of one sample (x6: F6's output, y: the RBF's)."""
-    prototypes, codes, j = spec[0], spec[3], spec[4]
+    prototypes, j = spec.prototypes, spec.j
     if rbf_seed == SEED_HALF:
         out[:] = RBF_GAUSS_NEWTON / 2
         return
     out[:] = RBF_GAUSS_NEWTON
-    if rbf_seed == SEED_GAUSS_NEWTON or codes[LOSS] != LOSS_MAP:
+    if rbf_seed == SEED_GAUSS_NEWTON or spec.codes.loss != LOSS_MAP:
         return
     top, total = map_partition(y, j)
     p0 = np.exp(-j - top) / total

@@ -33,7 +33,7 @@ import numba as nb
 import numpy as np
 
 from .architecture import KERNEL, PARAM_SHAPES, POOL
-from .engine import ACTIVATION, LOSS, OFFSETS, OUTPUT, OUTPUT_RBF, POOLING
+from .engine import OFFSETS, OUTPUT_RBF, Layers
 from .kernels import ACT_IDENTITY, JIT_OPTIONS, LOSS_MAP, POOL_MAX, activation_backward, activation_forward
 
 CHUNK = 32  # samples per pass through the layers (fastest of 8-128 measured: stays in cache)
@@ -141,19 +141,19 @@ class Weights:
 def c3_mask(spec, dtype):
     """(16, 6, 1, 1) ones where the spec's C3 pairs connect, zeros elsewhere."""
     mask = np.zeros((16, 6, 1, 1), dtype)
-    pairs = spec[2]
+    pairs = spec.c3_pairs
     mask[pairs[:, 0], pairs[:, 1]] = 1
     return mask
 
 
 def forward_chunk(w, spec, images):
-    """Every layer's output for a chunk of images, channels-last, and the im2col matrices."""
-    codes = spec[3]
-    act, kind = codes[ACTIVATION], codes[POOLING]
+    """Every layer's output for a chunk of images (Layers, channels-last), and the im2col
+    matrices."""
+    act, kind = spec.codes.activation, spec.codes.pooling
     pool_act = ACT_IDENTITY if kind == POOL_MAX else act
     p = w.p
     n = len(images)
-    a, b = spec[-1]  # the input's affine map (engine.input_affine)
+    a, b = spec.affine  # the input's x0 = a x + b (engine.input_affine)
     x0 = np.ascontiguousarray((images if (a, b) == (1, 0) else a * images + b)[..., None])
     cols1 = im2col(x0)
     x1 = activate((cols1 @ w.c1.T + p["C1.bias"]).reshape(n, 28, 28, 6), act)
@@ -163,18 +163,18 @@ def forward_chunk(w, spec, images):
     x4 = activate(pool(x3, p["S4.coeff"], p["S4.bias"], kind), pool_act)
     x5 = activate(x4.reshape(n, -1) @ w.c5.T + p["C5.bias"], act)
     x6 = activate(x5 @ p["F6.weight"].T + p["F6.bias"], act)
-    if codes[OUTPUT] == OUTPUT_RBF:  # y[k] = sum_j (x6[j] - P[k, j])^2
-        y = ((x6[:, None, :] - spec[0][None]) ** 2).sum(axis=2)
+    if spec.codes.output == OUTPUT_RBF:  # y[k] = sum_j (x6[j] - P[k, j])^2
+        y = ((x6[:, None, :] - spec.prototypes[None]) ** 2).sum(axis=2)
     else:  # y = -log softmax(z), z = W x6 + b
         z = x6 @ p["OUT.weight"].T + p["OUT.bias"]
         top = z.max(axis=1, keepdims=True)
         y = top + np.log(np.exp(z - top).sum(axis=1, keepdims=True)) - z
-    return (x0, x1, x2, x3, x4, x5, x6, y), (cols1, cols3)
+    return Layers(x0, x1, x2, x3, x4, x5, x6, y), (cols1, cols3)
 
 
 def criterion(y, labels, spec):
     """Per-sample E and dE/dy (kernels.loss_forward_backward over a batch)."""
-    loss_kind, j = spec[3][LOSS], spec[4]
+    loss_kind, j = spec.codes.loss, spec.j
     rows = np.arange(len(y))
     dy = np.zeros_like(y)
     dy[rows, labels] = 1
@@ -190,15 +190,14 @@ def criterion(y, labels, spec):
 
 def backward_chunk(w, spec, acts, cols, dy, grad):
     """Back-propagate dE/dy through the chunk; adds the summed gradients into grad's views."""
-    codes = spec[3]
-    act, kind = codes[ACTIVATION], codes[POOLING]
+    act, kind = spec.codes.activation, spec.codes.pooling
     pool_act = ACT_IDENTITY if kind == POOL_MAX else act
     p, g = w.p, views(grad)
     x0, x1, x2, x3, x4, x5, x6, y = acts
     cols1, cols3 = cols
     n = len(y)
-    if codes[OUTPUT] == OUTPUT_RBF:  # dE/dx6 = 2 sum_k dE/dy_k (x6 - P_k)
-        dx6 = 2 * (dy.sum(axis=1, keepdims=True) * x6 - dy @ spec[0])
+    if spec.codes.output == OUTPUT_RBF:  # dE/dx6 = 2 sum_k dE/dy_k (x6 - P_k)
+        dx6 = 2 * (dy.sum(axis=1, keepdims=True) * x6 - dy @ spec.prototypes)
     else:  # dE/dz = p sum_k dE/dy_k - dE/dy, p = e^-y
         dz = np.exp(-y) * dy.sum(axis=1, keepdims=True) - dy
         g["OUT.weight"] += dz.T @ x6
@@ -228,7 +227,7 @@ def backward_chunk(w, spec, acts, cols, dy, grad):
 def forward(theta, spec, images):
     """Outputs y (N, 10) of a batch (engine.forward_batch's result)."""
     w = Weights(theta, spec)
-    return np.concatenate([forward_chunk(w, spec, images[a:a + CHUNK])[0][7]
+    return np.concatenate([forward_chunk(w, spec, images[a:a + CHUNK])[0].out
                            for a in range(0, len(images), CHUNK)])
 
 
@@ -239,7 +238,7 @@ def losses_and_gradient(theta, spec, images, labels):
     losses = np.empty(len(images), theta.dtype)
     for a in range(0, len(images), CHUNK):
         acts, cols = forward_chunk(w, spec, images[a:a + CHUNK])
-        losses[a:a + CHUNK], dy = criterion(acts[7], labels[a:a + CHUNK], spec)
+        losses[a:a + CHUNK], dy = criterion(acts.out, labels[a:a + CHUNK], spec)
         backward_chunk(w, spec, acts, cols, dy, grad)
     return losses, grad
 

@@ -41,7 +41,6 @@ def init_bound(fan_in, scale):
 
 C3_UNCONNECTED = ~table_mask(C3_TABLE, LAYER["C3"].in_maps)  # (16, 6) True where no link
 # where each layer's output sits in the engine's buffers (x0 ... x6, y), by layer name
-ENGINE_SLOT = {"input": 0, "C1": 1, "S2": 2, "C3": 3, "S4": 4, "C5": 5, "F6": 6, "OUT": 7}
 
 
 def c3_unconnected(variant):
@@ -215,7 +214,7 @@ class LeNet5:
             raise Lenet5Error(f"layers() takes one image, got {len(x)}")
         acts = engine.forward_layers(x[0], self.theta, self.spec(self.default_loss))
         names = ("input",) + tuple(layer.name for layer in layers(self.variant))
-        out = {name: acts[ENGINE_SLOT[name]].copy() for name in names}
+        out = {name: getattr(acts, name.lower()).copy() for name in names}  # (engine.Layers fields)
         out["input"] = out["input"][0]
         a, b = engine.input_affine(self.variant, np.float64)
         if (a, b) != (1.0, 0.0):  # x0 = a x + b -> x

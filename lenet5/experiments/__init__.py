@@ -2,7 +2,13 @@
 
 Each module defines `jobs(opts) -> [Job]` (independent runs, executed in parallel processes)
 and `report(results, opts) -> dict` (our figures beside the paper's); optionally
-`figures(results, opts, folder, plt) -> {file: caption}` (PNG, needs matplotlib).
+`figures(results, opts, folder, plt) -> {file: caption}` (PNG, needs matplotlib); and
+`FLAGS`, the options only some experiments use that it takes (runner.FLAG_NAMES: "seeds",
+"seed" for one seed, "epochs", "checkpoint", "rates_only", "only"): any other is refused.
+
+Shared by all of them: runner (the options, and one experiment from jobs to report), pool
+(running the jobs: saved results, --reuse, the local process pool), report (results/NAME/
+and the results index), jobs (a training run as a job, and summaries of its results), plots.
 """
 import importlib
 

@@ -7,7 +7,9 @@ import numpy as np
 from ..core.model import MAP_J
 from ..files import save_figure_atomic
 from .jobs import DAMPED_NOTE, mean_range, per_pass, recipe
-from .runner import Job
+from .pool import Job
+
+FLAGS = ("seeds", "epochs")  # the options beyond the common ones it takes (runner.check)
 
 SEEDS = (0, 1, 2)
 # key -> (what changes, TrainConfig overrides); the first row is the exact configuration

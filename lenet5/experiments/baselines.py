@@ -3,7 +3,10 @@ classifier and fully connected networks with one hidden layer of 300 or 1000 uni
 hidden layers of 300 and 100 units, on the 28x28 images."""
 from ..core.paper import PAPER_RESULTS
 from .jobs import mnist
-from .runner import TINY_TRAIN_SIZE, Job, log_prefixed
+from .pool import Job, log_prefixed
+from .runner import TINY_TRAIN_SIZE
+
+FLAGS = ("seed", "epochs")  # the options beyond the common ones it takes (runner.check)
 
 PASSES = 10  # the paper does not say; the 1000-unit net takes ~40 s a pass here
 

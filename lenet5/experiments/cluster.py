@@ -1,6 +1,6 @@
 """Running an experiment's jobs on a Dask distributed cluster (`--scheduler tcp://HOST:PORT`).
 
-The jobs are the same as in the local process pool (runner.Job: `module:function` and keyword
+The jobs are the same as in the local process pool (pool.Job: `module:function` and keyword
 arguments, seeds included), so the numbers are the same. No filesystem is shared with the
 workers:
 
@@ -89,7 +89,7 @@ def remote_job(fn, kwargs, threads_by_host, mnist_files, inputs, topic, key):
     import numba
     from distributed import get_worker
 
-    from .runner import call
+    from .pool import call
 
     worker = get_worker()
     host = socket.gethostname()
@@ -140,10 +140,17 @@ def moved(value, old, new):
 
 # ---------------------------------------------------------------- the client's side
 
+def on_cluster(name):
+    """The executor (pool.py) that runs experiment `name`'s jobs on the cluster at opts.scheduler."""
+    return lambda todo, opts, finish: run_on_cluster(todo, opts, finish, name)
+
+
 def run_on_cluster(todo, opts, finish, name="jobs"):
-    """Run `todo` (runner.Job) on the Dask cluster at opts.scheduler, calling finish(job,
+    """Run `todo` (pool.Job) on the Dask cluster at opts.scheduler, calling finish(job,
     get_result) as each ends, like the local pool; the client writes each job's run files
     under its own runs folder before finish sees the result. Records opts.ran_on[name][key]."""
+    if not todo:  # (every job reused from saved results)
+        return
     distributed = import_distributed()
     with quiet_dask():
         _run(distributed, todo, opts, finish, name)
@@ -167,7 +174,7 @@ def quiet_dask():
 
 def _run(distributed, todo, opts, finish, name):
     from ..training.trainer import Interrupted
-    from .runner import call_arguments
+    from .pool import job_arguments
 
     address = opts.scheduler
     where = Path(opts.runs) / name
@@ -182,7 +189,7 @@ def _run(distributed, todo, opts, finish, name):
         progress = Progress(todo, opts.log, slots)
         client.subscribe_topic(topic, progress.started)
         for job in todo:
-            kwargs = call_arguments(job, opts)
+            kwargs = job_arguments(job, opts)
             future = client.submit(remote_job, job.fn, kwargs, threads_by_host, mnist, run_inputs(job, kwargs),
                                    topic, job.key, key=f"{topic}-{job.key}", pure=False)
             futures[future] = job

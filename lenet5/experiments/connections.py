@@ -5,7 +5,10 @@ import numpy as np
 
 from ..core.architecture import C3_TABLE, LAYER, table_mask
 from .jobs import DAMPED_NOTE, mnist, per_pass, recipe
-from .runner import TINY_TRAIN_SIZE, Job, log_prefixed
+from .pool import Job, log_prefixed
+from .runner import TINY_TRAIN_SIZE
+
+FLAGS = ("seed", "epochs")  # the options beyond the common ones it takes (runner.check)
 
 L1_LAMBDA = 0.01
 

@@ -4,7 +4,9 @@ import numpy as np
 
 from ..core.paper import PAPER_RESULTS
 from .jobs import default_recipe, default_recipe_note, mean_range, mnist, per_pass, spread
-from .runner import Job
+from .pool import Job
+
+FLAGS = ("seeds", "epochs")  # the options beyond the common ones it takes (runner.check)
 
 SEEDS = (0, 1, 2)
 MAX_GRID = 120  # misclassified digits drawn at most (the paper's Fig. 8 shows 82)

@@ -7,7 +7,10 @@ import numpy as np
 from ..core.paper import PAPER_RESULTS
 from ..files import save_figure_atomic
 from .jobs import default_recipe, default_recipe_note, mean_range, mnist, per_pass, spread
-from .runner import TINY_TRAIN_SIZE, Job
+from .pool import Job
+from .runner import TINY_TRAIN_SIZE
+
+FLAGS = ("seeds", "epochs")  # the options beyond the common ones it takes (runner.check)
 
 SEEDS = (0, 1, 2)
 COPIES_PER_ORIGINAL = PAPER_RESULTS["train_samples_distorted"] // 60_000  # 9

@@ -27,7 +27,11 @@ from ..errors import Lenet5Error
 from ..files import save_figure_atomic
 from .distortions import COPIES_PER_ORIGINAL
 from .jobs import mean_range, mnist, recipe, train_into
-from .runner import PROJECT_ROOT, TINY_TRAIN_SIZE, Job, log_prefixed
+from .pool import Job, log_prefixed
+from .report import PROJECT_ROOT
+from .runner import TINY_TRAIN_SIZE
+
+FLAGS = ("seeds", "epochs", "only")  # the options beyond the common ones it takes (runner.check)
 
 FIG9 = PAPER_RESULTS["fig9_test_error_pct"]
 TINY_TEST_SIZE = 500
@@ -253,7 +257,7 @@ def kept_results(opts):
     """With --only: the results of the rows not run now, from the earlier results.json in the
     results folder ({job key: result}), and where each group's rows come from
     ({group: command, date, timing})."""
-    from .runner import timing
+    from .report import timing
 
     groups = selected_groups(opts)
     if groups == GROUPS:

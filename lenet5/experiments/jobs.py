@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .runner import TINY_TRAIN_SIZE, log_prefixed
+from .pool import log_prefixed
+from .runner import TINY_TRAIN_SIZE
 
 # The experiments whose committed results were trained with the damped recipe pin it
 # (lenet5.training.config.RECIPES["damped"]: the printed init and inputs, h before each pass,
@@ -18,8 +19,8 @@ DAMPED_NOTE = ("Trained with the `damped` recipe (`lenet5 train --recipe damped`
 
 
 # Each run evaluates a pass while the next one trains, although its process has one Numba thread:
-# the evaluation threads fill the cores that stand idle while the last jobs finish (the suite
-# at --epochs 2 --seeds 0: 384-386 s with, 399 s without; results/README.md).
+# the evaluation threads fill the cores that stand idle while the last jobs finish (the suite's
+# wall time with and without, measured by scripts/time_suite.py: results/README.md).
 EVALUATE_CONCURRENTLY = True
 
 def default_recipe_note():

@@ -9,8 +9,9 @@ import numpy as np
 
 from ..core.paper import PAPER_RESULTS
 from .jobs import mean_range, per_pass, spread
-from .runner import Job
+from .pool import Job
 
+FLAGS = ("seeds", "epochs")  # the options beyond the common ones it takes (runner.check)
 SEEDS = (0, 1, 2, 3, 4)
 TRAIN_ERROR_PASS = 19  # the paper reports the training error after pass 19 (0.35%)
 

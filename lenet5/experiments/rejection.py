@@ -10,7 +10,9 @@ import numpy as np
 
 from ..tools.rejection import TARGET_ERROR_PCT, rejection_curve, threshold_for, write_sidecar
 from .jobs import mnist
-from .runner import Job
+from .pool import Job
+
+FLAGS = ("checkpoint",)  # the options beyond the common ones it takes (runner.check)
 
 REPO = Path(__file__).resolve().parents[2]
 

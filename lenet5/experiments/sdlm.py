@@ -16,7 +16,10 @@ from ..errors import Lenet5Error
 from ..files import save_figure_atomic
 from ..training.config import PAPER_MU
 from .jobs import mean_range, mnist, train_run
-from .runner import TINY_TRAIN_SIZE, Job
+from .pool import Job
+from .runner import TINY_TRAIN_SIZE
+
+FLAGS = ("seeds", "epochs", "rates_only")  # the options beyond the common ones it takes (runner.check)
 
 PAPER_RANGE = (7e-5, 0.016)  # Section III, the pass-1 effective rates at mu = 0.02
 WINDOW = 2.0  # the selection rule: the range's ends within a factor 2 of the paper's

@@ -4,7 +4,9 @@ import numpy as np
 
 from ..core.paper import PAPER_RESULTS
 from .jobs import DAMPED_NOTE, per_pass, recipe
-from .runner import Job
+from .pool import Job
+
+FLAGS = ("seed", "epochs")  # the options beyond the common ones it takes (runner.check)
 
 SIZES = (15_000, 30_000, 60_000)
 TINY_SIZES = (100, 200, 300)

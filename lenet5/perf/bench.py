@@ -46,7 +46,8 @@ SGD_ETA = 1e-3
 # The subprocess timed for the JIT cold/warm start: one tiny online step and one forward.
 JIT_SNIPPET = """
 import numpy as np
-from lenet5 import LeNet5, engine
+from lenet5 import LeNet5
+from lenet5.core import engine
 net = LeNet5.init(seed=0, dtype=np.float32)
 x = np.zeros((2, 32, 32), np.float32)
 engine.train_online(x, np.array([0, 1]), np.arange(2), net.theta, np.full_like(net.theta, 1e-3),
@@ -215,8 +216,8 @@ def latency_figures(s, calls):
     """Median wall time (microseconds) of one call for a single 32x32 image, after warm-up:
     the forward kernel, and forward + criterion + backward (gradient into a buffer)."""
     image, label = s.images[0], int(s.labels[0])
-    work = engine.workspace(s.net.theta, s.spec)[:3]
-    acts, _, scratch = work
+    whole = engine.workspace(s.net.theta, s.spec)
+    acts, scratch, work = whole.acts, whole.scratch, (whole.acts, whole.deltas, whole.scratch)
     grad = np.zeros_like(s.net.theta)
 
     def forward():
