@@ -174,7 +174,8 @@ def pairwise_run(key, data_dir=None, tiny=False):
         test, test_labels = test[:TINY_TEST_SIZE], test_labels[:TINY_TEST_SIZE]
     started = time.perf_counter()
     result = pairwise.pairwise_error(c.raw_pixels(train), train_labels, c.raw_pixels(test), test_labels)
-    log_prefixed(key)(f"test error {result['error_pct']:.2f}% (training set {result['train_error_pct']:.2f}%)")
+    log_prefixed(key)(", ".join(f"{output} {result[output]:.2f}%" for output in pairwise.OUTPUTS)
+                      + " test error, with units' outputs read as votes, tanh, linear")
     return dict(result, seconds=round(time.perf_counter() - started, 1), train_size=len(train),
                 test_size=len(test))
 
