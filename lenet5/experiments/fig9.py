@@ -37,7 +37,8 @@ from .runner import PROJECT_ROOT, TINY_TRAIN_SIZE, Job, log_prefixed
 FIG9 = PAPER_RESULTS["fig9_test_error_pct"]
 SVM = "not implemented yet (an SVM solver as an optional dependency; fits of hours on 60,000 images)"
 DIST_MLP = ("not trained yet: 10 passes over the distorted training set (600,000 patterns) take about "
-            "ten times the undistorted net's time (results/baselines), more than this round's two shared cores had")
+            "ten times the undistorted net's training time (results/baselines), which the two shared "
+            "cores have not had to spare")
 TINY_TEST_SIZE = 500
 # classical method -> what its job computes (lenet5.baselines.classical)
 CLASSICAL = ("knn", "pca-quadratic", "rbf")
@@ -432,15 +433,20 @@ def cited(name, opts):
 
 def cited_error(name, match, opts):
     """(our test error % as text, value, source note) from another experiment's results."""
+    from .runner import duration, timing
+
     data, path = cited(name, opts)
     if data is None or data.get("tiny"):
         return "not run", None, f"no results/{name} to cite"
     if name == "baselines":
         row = next(r for r in data["rows"] if r["network"] == match)
         value, text = row["test_error_pct"], f"{row['test_error_pct']:.2f}"
-        return text, value, f"results/{name} ({row['passes']} passes, 1 seed)"
+        history = data.get("data", {}).get(match) or []
+        took = f", {duration(sum(h['seconds'] for h in history))} of training" if history else ""
+        return text, value, f"results/{name} ({row['passes']} passes, 1 seed{took})"
     finals = final_test_errors(data)
-    return mean_range(finals), sum(finals) / len(finals), f"results/{name} ({len(finals)} seeds)"
+    took = f"; {timing(data)}" if "wall_seconds" in data else ""
+    return mean_range(finals), sum(finals) / len(finals), f"results/{name} ({len(finals)} seeds{took})"
 
 
 def final_test_errors(data):
@@ -479,7 +485,7 @@ def report(results, opts):
             passes = len(runs_of(where[0], results)[0]["history"])
             minutes = sum(row["seconds"] for r in runs_of(where[0], results) for row in r["history"]) / 60
             source = (f"run here: SDLM (mu {CNN_MU}), {passes} passes, {len(finals)} seed(s) "
-                      f"({minutes:.0f} min of training in all)")
+                      f"({minutes:.0f} min of training passes in all)")
         elif how == "boosted" and runs_of("boosted", results):
             runs = runs_of("boosted", results)
             finals = [r["committee"][boosting.COMBINE]["test_error_pct"] for r in runs]
@@ -517,7 +523,7 @@ def report(results, opts):
             "either interpretation of 821) by least squares, and also show per-class Gaussians (QDA) in the "
             "same 40-d space."]
     notes.append("Cited rows are other experiments' committed results, not trained again here.")
-    notes += single_notes(results)
+    notes += single_notes(results, {r["classifier"]: r["test_error_pct"] for r in rows})
     notes.append(size_note())
     notes.append(f"LeNet-1 and LeNet-4 (and the boosted LeNet-4s) train with the `damped` recipe's "
                  "printed initialisation and inputs and per-pass Hessian, at SDLM's damping "
@@ -571,8 +577,9 @@ def size_note():
             f"17,000 cannot hold its fully connected 120-unit layer -- and {four['connections']:,} connections).")
 
 
-def single_notes(results):
-    """How the deslanted, pairwise and 784-500-150-10 rows were computed, from their results."""
+def single_notes(results, ours):
+    """How the rows of the single-job groups were computed, from their results; `ours`: {row
+    name: our test error % or None}."""
     notes = []
     if "deslant" in results:
         d = results["deslant"]
@@ -584,6 +591,15 @@ def single_notes(results):
             f"classifier and the 784-300-10 net by lenet5/baselines/mlp.py with the protocol of "
             f"results/baselines ({d['passes']} passes, seed {d['seed']}). The paper's net has 20x20 "
             "inputs (the images cropped to the digit's box); ours keeps the 28x28 field.")
+        plain = ours["linear classifier"]
+        if plain is not None:
+            paper_gain = PAPER_RESULTS["baseline_linear_pct"] - FIG9["linear-deslant"]
+            notes.append(
+                f"[deslant] linear: {d['linear']:.2f}% against the paper's {FIG9['linear-deslant']}%, but the "
+                f"same classifier on the undeslanted images gives {plain:.2f}% (paper "
+                f"{PAPER_RESULTS['baseline_linear_pct']}%): deslanting gains {plain - d['linear']:.2f} points "
+                f"here and {paper_gain:.1f} in the paper; the gap is the linear classifier's (trained by "
+                "online SGD for 10 passes, see results/baselines), not the deslanting's.")
     if "pairwise" in results:
         p = results["pairwise"]
         notes.append(
@@ -722,8 +738,7 @@ def boosted_notes(results):
         + (f"that happened in {scarce} of the {2 * len(runs)} filtered sets (see the set sizes)." if scarce
            else "no filter came near it (the patterns read are in the table)."),
         f"Passes: {passes} per member net, for the time budget (nine nets for three seeds on two "
-        "cores); in the committed 20-pass LeNet-4 runs the test error after pass 10 (1.21/1.02/1.28%) "
-        "is within 0.04 points of that after pass 20 (1.20/0.98/1.28%).",
+        "cores)" + passes_note(passes, results) + ".",
         "Committee: the three nets' softmax probabilities added, argmax (the paper: 'the outputs of "
         "the three nets are simply added'; probabilities are the bounded analogue of its squashed "
         "output units, so each net adds at most 1 to a class and one confidently wrong net cannot "
@@ -733,6 +748,19 @@ def boosted_notes(results):
         f"Boosted LeNet-4: mean committee test error {mean:.2f}% over {len(runs)} seed(s), {verdict}; "
         f"the committee is {gain:.2f} points better than net 1 alone (mean {sum(net1) / len(net1):.2f}%).",
     ]
+
+
+def passes_note(passes, results):
+    """How much the LeNet-4 row's runs gained after pass `passes`, from their histories."""
+    runs = [r["history"] for r in runs_of("lenet4", results)]
+    runs = [h for h in runs if len(h) > passes]
+    if not runs:
+        return ""
+    at = "/".join(f"{h[passes - 1]['test_error_pct']:.2f}" for h in runs)
+    end = "/".join(f"{h[-1]['test_error_pct']:.2f}" for h in runs)
+    most = max(abs(h[passes - 1]["test_error_pct"] - h[-1]["test_error_pct"]) for h in runs)
+    return (f"; in the LeNet-4 row's {len(runs[0])}-pass runs the test error after pass {passes} ({at}%) "
+            f"is within {most:.2f} points of that after pass {len(runs[0])} ({end}%)")
 
 
 def figures(results, opts, folder, plt):
