@@ -14,10 +14,11 @@ def test_svm_decisions_match_the_kernel_expansion():
     centres = rng.random((3, 12))
     y = rng.integers(0, 3, size=90)
     x = np.clip(centres[y] + 0.3 * rng.normal(size=(90, 12)), 0, 1)
-    model = svm.fit(x, y)
+    model = svm.fit(x, y, "scale")
     probe = rng.random((7, 12))
     # one-vs-one: f_ij(p) = sum over SVs of classes i, j of dual_coef * K(sv, p) + b_ij
-    k = svm.poly_kernel(probe, model.support_vectors_)
+    assert model.gamma == pytest.approx(1 / (12 * x.var()))
+    k = svm.poly_kernel(probe, model.support_vectors_, model.gamma)
     starts = np.r_[0, np.cumsum(model.n_support_)]
     want, unit = [], 0
     for i in range(3):
