@@ -122,7 +122,7 @@ def run_fig9(out, *extra):
 
 @pytest.mark.slow
 def test_fig9_boosted_tiny_and_only(out, capsys):
-    from lenet5.experiments.fig9 import TINY_SET_SIZE
+    from lenet5.experiments.fig9 import GROUPS, TINY_SET_SIZE
 
     # --only keeps the other rows from an earlier run: refused (before any training) without one
     assert main(["experiment", "fig9", "--tiny", "--only", "boosted", "--results", str(out / "results"),
@@ -140,10 +140,14 @@ def test_fig9_boosted_tiny_and_only(out, capsys):
     assert [m["net"] for m in run["members"]] == [1, 2, 3]
     # the rows not run now are the earlier run's, untouched
     before = {r["classifier"]: r for r in first["rows"]}
-    for name in ("k-NN Euclidean, k = 1", "[16x16] LeNet-1", "LeNet-4"):
+    kept = ("k-NN Euclidean, k = 1", "[16x16] LeNet-1", "LeNet-4", "[deslant] k-NN Euclidean, k = 1",
+            "[deslant] linear", "pairwise linear (units' votes)", "28x28-500-150-10", "LeNet-4 / K-NN, k = 1",
+            "LeNet-4 / local learning", "SVM poly 4")
+    for name in kept:
         assert rows[name] == before[name]
+        assert 0 <= before[name]["test_error_pct"] <= 100 and before[name]["source"].startswith("run here")
     assert result["data"]["lenet4-seed0"] == first["data"]["lenet4-seed0"]
-    assert set(result["data"]["provenance"]) == {"classical", "lenet1", "lenet4"}
+    assert set(result["data"]["provenance"]) == set(GROUPS) - {"boosted"}
     readme = (out / "results" / "fig9" / "README.md").read_text()
     assert "--only boosted" in readme and "net 3 alone" in readme and "kept from" in readme
     # --reuse takes the saved boosted run as it is

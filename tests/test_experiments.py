@@ -190,8 +190,8 @@ def test_fig9_tiny(out):
         assert 0 < rows[name]["test_error_pct"] < 50, name  # better than chance on 300 samples
     paper = PAPER_RESULTS["fig9_test_error_pct"]
     assert rows["k-NN Euclidean, k = 1"]["paper_test_error_pct"] == paper["knn-euclidean"]
-    assert rows["SVM poly 4"]["test_error_pct"] is None
-    assert rows["SVM poly 4"]["source"].startswith("not reproduced")
+    assert rows["RS-SVM poly 5"]["test_error_pct"] is None
+    assert rows["RS-SVM poly 5"]["source"].startswith("not reproduced")
     assert result["data"]["knn"]["train_size"] == 300
     for name in ("[16x16] LeNet-1", "LeNet-4"):  # trained here: one pass on 300 samples
         assert 0 < rows[name]["test_error_pct"] < 100 and rows[name]["source"].startswith("run here")

@@ -9,11 +9,16 @@ criterion (CNN_MU); their 10 output units are the softmax output with the cross-
 The boosted LeNet-4 row: three LeNet-4s as in lenet5.baselines.boosting (net 1 on the distorted training
 set, net 2 on new distorted patterns half of which net 1 gets wrong, net 3 on new ones where
 nets 1 and 2 disagree; their softmax probabilities added), each trained by the same trainer.
-`--only GROUP[,GROUP]` (classical, lenet1, lenet4, boosted) runs only those rows and keeps the
-others from the earlier results/fig9/results.json.
+Also run here: the [deslant] rows (images deslanted by lenet5.data.deslant, then the linear
+classifier, k-NN and the 784-300-10 net), the pairwise linear classifier
+(lenet5.baselines.pairwise), the 784-500-150-10 net, and LeNet-4 / K-NN and LeNet-4 / local
+learning (lenet5.baselines.local, on the C5 features of the LeNet-4 row's network).
+`--only GROUP[,GROUP]` (classical, deslant, pairwise, mlp-500-150, lenet4-features, lenet1,
+lenet4, boosted) runs only those rows and keeps the others from the earlier
+results/fig9/results.json.
 Cited from other experiments' committed results (not trained again): LeNet-5 (results/curves,
-results/distortions) and the linear classifier and MLPs (results/baselines). Rows that would
-need a new dependency or a preprocessing the project does not have are listed with the reason.
+results/distortions) and the linear classifier and MLPs (results/baselines). Rows not
+reproduced yet are listed with the reason.
 """
 import json
 import time
@@ -34,6 +39,9 @@ from .runner import TINY_TRAIN_SIZE
 FLAGS = ("seeds", "epochs", "only")  # the options beyond the common ones it takes (runner.check)
 
 FIG9 = PAPER_RESULTS["fig9_test_error_pct"]
+DIST_MLP = ("not trained yet: 10 passes over the distorted training set (600,000 patterns) take about "
+            "ten times the undistorted net's training time (results/baselines), which the two shared "
+            "cores have not had to spare")
 TINY_TEST_SIZE = 500
 # classical method -> what its job computes (lenet5.baselines.classical)
 CLASSICAL = ("knn", "pca-quadratic", "rbf")
@@ -50,37 +58,54 @@ CNN_MU = 0.05
 BOOST_PASSES = 10
 BOOST_MEMBER_SEED = 1000  # net m of seed s starts from TrainConfig seed s + 1000 (m - 1)
 TINY_SET_SIZE, TINY_STREAM_LIMIT = 200, 20_000  # --tiny: net 2's and net 3's sets, stream cap
-GROUPS = ("classical", *CNNS, "boosted")  # what --only selects
+# Rows computed by one job each (key = group): deslanted inputs (linear, k-NN, 300 hidden
+# units), the pairwise linear classifier, the 784-500-150-10 network, and k-NN and local
+# learning on the features of a LeNet-4 (lenet5.baselines.local), and the degree-4 SVM
+# (lenet5.baselines.svm; scikit-learn, the [baselines] extra).
+SINGLE = ("svm", "deslant", "pairwise", "mlp-500-150", "lenet4-features")
+MLP_PASSES = 10  # as the cited MLP rows of results/baselines
+GROUPS = ("classical", *SINGLE, *CNNS, "boosted")  # what --only selects
 
 # Fig. 9's rows in the paper's order: (row, paper %, where ours comes from).
 # where: ("job", key, field) a job of this experiment; ("cite", experiment, row match) the
 # committed results of another experiment; ("not", reason) not reproduced.
 ROWS = (
     ("linear classifier", PAPER_RESULTS["baseline_linear_pct"], ("cite", "baselines", "linear")),
-    ("[deslant] linear", FIG9["linear-deslant"], ("not", "needs the paper's deslanting preprocessing, "
-                                                 "which the project does not implement")),
-    ("pairwise linear", FIG9["pairwise-linear"], ("not", "not implemented (45 pairwise linear "
-                                                  "classifiers and a vote)")),
+    ("[deslant] linear", FIG9["linear-deslant"], ("job", "deslant", "linear")),
+    ("pairwise linear (units' votes)", FIG9["pairwise-linear"], ("job", "pairwise", "vote")),
+    ("pairwise linear (linear outputs summed)", FIG9["pairwise-linear"], ("job", "pairwise", "linear")),
     ("k-NN Euclidean, k = 1", FIG9["knn-euclidean"], ("job", "knn", "k1")),
     ("k-NN Euclidean, k = 3", FIG9["knn-euclidean"], ("job", "knn", "k3")),
-    ("[deslant] k-NN Euclidean", FIG9["knn-euclidean-deslant"], ("not", "needs deslanting")),
+    ("[deslant] k-NN Euclidean, k = 1", FIG9["knn-euclidean-deslant"], ("job", "deslant", "knn_k1")),
+    ("[deslant] k-NN Euclidean, k = 3", FIG9["knn-euclidean-deslant"], ("job", "deslant", "knn_k3")),
     ("40 PCA + quadratic (polynomial, 861 terms)", FIG9["pca40-quadratic"],
      ("job", "pca-quadratic", "polynomial")),
     ("40 PCA + quadratic (per-class Gaussians)", FIG9["pca40-quadratic"],
      ("job", "pca-quadratic", "gaussian")),
     ("1000 RBF + linear", FIG9["rbf1000-linear"], ("job", "rbf", "error_pct")),
     ("[16x16] tangent distance", FIG9["tangent-distance-16x16"],
-     ("not", "tangent distance needs a library of tangent vectors and a solver the project does not have")),
-    ("SVM poly 4", FIG9["svm-poly4"], ("not", "needs an SVM solver (a new dependency such as scikit-learn)")),
-    ("RS-SVM poly 5", FIG9["rs-svm-poly5"], ("not", "needs an SVM solver (new dependency)")),
-    ("[dist] V-SVM poly 9", FIG9["v-svm-poly9-distortions"], ("not", "needs an SVM solver (new dependency)")),
+     ("not", "not implemented yet (the seven tangent vectors of a smoothed 16x16 image and a two-sided "
+             "distance solved per pair)")),
+    ("SVM poly 4", FIG9["svm-poly4"], ("job", "svm", "scale")),
+    ("SVM poly 4 (gamma 1/784)", FIG9["svm-poly4"], ("job", "svm", "1/784")),
+    ("RS-SVM poly 5", FIG9["rs-svm-poly5"], ("not", "not implemented yet (a reduced-set approximation "
+                                             "of a degree-5 SVM's support-vector expansion)")),
+    ("[dist] V-SVM poly 9", FIG9["v-svm-poly9-distortions"], ("not", "not implemented yet (a degree-9 SVM "
+                                                              "retrained on distorted copies of its support vectors)")),
     ("28x28-300-10", PAPER_RESULTS["baseline_mlp_300_pct"], ("cite", "baselines", "mlp-300")),
+    ("[dist] 28x28-300-10", FIG9["mlp-300-distortions"], ("not", DIST_MLP)),
+    ("[deslant] 20x20-300-10 (ours: 28x28-300-10)", FIG9["mlp-20x20-300-deslant"], ("job", "deslant", "mlp_300")),
     ("28x28-1000-10", PAPER_RESULTS["baseline_mlp_1000_pct"], ("cite", "baselines", "mlp-1000")),
+    ("[dist] 28x28-1000-10", FIG9["mlp-1000-distortions"], ("not", DIST_MLP)),
     ("28x28-300-100-10", PAPER_RESULTS["baseline_mlp_300_100_pct"], ("cite", "baselines", "mlp-300-100")),
+    ("[dist] 28x28-300-100-10", FIG9["mlp-300-100-distortions"], ("not", DIST_MLP)),
+    ("28x28-500-150-10", FIG9["mlp-500-150"], ("job", "mlp-500-150", "error_pct")),
+    ("[dist] 28x28-500-150-10", FIG9["mlp-500-150-distortions"], ("not", DIST_MLP)),
     ("[16x16] LeNet-1", FIG9["lenet1"], ("cnn", "lenet1")),
     ("LeNet-4", FIG9["lenet4"], ("cnn", "lenet4")),
-    ("LeNet-4 / K-NN", FIG9["lenet4-knn"], ("not", "not attempted")),
-    ("LeNet-4 / local learning", FIG9["lenet4-local"], ("not", "not attempted")),
+    ("LeNet-4 / K-NN, k = 1", FIG9["lenet4-knn"], ("job", "lenet4-features", "knn_k1")),
+    ("LeNet-4 / K-NN, k = 3", FIG9["lenet4-knn"], ("job", "lenet4-features", "knn_k3")),
+    ("LeNet-4 / local learning", FIG9["lenet4-local"], ("job", "lenet4-features", "local")),
     ("LeNet-5", PAPER_RESULTS["test_error_pct"], ("cite", "curves", None)),
     ("[dist] LeNet-5", PAPER_RESULTS["test_error_distorted_pct"], ("cite", "distortions", None)),
     ("[dist] boosted LeNet-4", FIG9["boosted-lenet4-distortions"], ("boosted",)),
@@ -107,6 +132,121 @@ def classical_run(key, method, data_dir=None, tiny=False, seed=0):
                                      seed=seed)
     return dict(result, seconds=round(time.perf_counter() - started, 1), train_size=len(x),
                 test_size=len(t))
+
+
+def deslant_run(key, data_dir=None, tiny=False, seed=0, passes=MLP_PASSES):
+    """The [deslant] rows: every image deslanted (lenet5.data.deslant), then the linear
+    classifier and the 784-300-10 net of results/baselines (lenet5.baselines.mlp, same
+    protocol) and Euclidean k-NN (k = 1, 3) on the deslanted images."""
+    from ..baselines import classical as c
+    from ..baselines.mlp import train_mlp
+    from ..core.paper import BACKGROUND
+    from ..data.deslant import deslant, slant
+
+    (train, train_labels), (test, test_labels) = mnist(data_dir)
+    if tiny:
+        train, train_labels = train[:TINY_TRAIN_SIZE], train_labels[:TINY_TRAIN_SIZE]
+        test, test_labels = test[:TINY_TEST_SIZE], test_labels[:TINY_TEST_SIZE]
+    log = log_prefixed(key)
+    started = time.perf_counter()
+    before = np.abs(slant(test, BACKGROUND))
+    train, test = deslant(train, BACKGROUND), deslant(test, BACKGROUND)
+    after = np.abs(slant(test, BACKGROUND))
+    result = {"deslant_seconds": round(time.perf_counter() - started, 1),
+              "test_abs_slant_before": float(before.mean()), "test_abs_slant_after": float(after.mean())}
+    log(f"deslanted {len(train) + len(test):,} images in {result['deslant_seconds']} s; mean |slant| of "
+        f"the test images {before.mean():.3f} -> {after.mean():.4f}")
+    clock = time.perf_counter()
+    knn = c.knn_errors(c.raw_pixels(train), train_labels, c.raw_pixels(test), test_labels, ks=(1, 3))
+    result.update({f"knn_k{k}": e for k, e in knn.items()}, knn_seconds=round(time.perf_counter() - clock, 1))
+    log(f"k-NN: {knn[1]:.2f}% (k=1), {knn[3]:.2f}% (k=3)")
+    data = ((train, train_labels), (test, test_labels))
+    for name, hidden in (("linear", ()), ("mlp_300", (300,))):
+        clock = time.perf_counter()
+        r = train_mlp(data, hidden=hidden, epochs=passes, seed=seed, progress=False, log=log)
+        result[name] = r["history"][-1]["test_error_pct"]
+        result[f"{name}_seconds"] = round(time.perf_counter() - clock, 1)
+        result[f"{name}_history"] = r["history"]
+    return dict(result, seconds=round(time.perf_counter() - started, 1), passes=passes, seed=seed,
+                train_size=len(train), test_size=len(test))
+
+
+def svm_run(key, data_dir=None, tiny=False):
+    """The degree-4 polynomial SVM (lenet5.baselines.svm) on the raw pixels."""
+    from ..baselines import classical as c
+    from ..baselines import svm
+
+    svm.svc_class()  # the extra is there, or a one-line error before loading anything
+    (train, train_labels), (test, test_labels) = mnist(data_dir)
+    if tiny:
+        train, train_labels = train[:TINY_TRAIN_SIZE], train_labels[:TINY_TRAIN_SIZE]
+        test, test_labels = test[:TINY_TEST_SIZE], test_labels[:TINY_TEST_SIZE]
+    result = {"train_size": len(train), "test_size": len(test)}
+    for gamma in svm.GAMMAS:
+        r = result[gamma] = svm.svm_error(c.raw_pixels(train), train_labels, c.raw_pixels(test), test_labels,
+                                          gamma)
+        log_prefixed(key)(f"gamma {gamma}: test error {r['error_pct']:.2f}%, {r['support_vectors']:,} support "
+                          f"vectors, fit {r['fit_seconds']} s, prediction {r['predict_seconds']} s")
+    return dict(result, seconds=round(sum(result[g]["seconds"] for g in svm.GAMMAS), 1))
+
+
+def pairwise_run(key, data_dir=None, tiny=False):
+    """The pairwise linear classifier (lenet5.baselines.pairwise) on the raw pixels."""
+    from ..baselines import classical as c
+    from ..baselines import pairwise
+
+    (train, train_labels), (test, test_labels) = mnist(data_dir)
+    if tiny:
+        train, train_labels = train[:TINY_TRAIN_SIZE], train_labels[:TINY_TRAIN_SIZE]
+        test, test_labels = test[:TINY_TEST_SIZE], test_labels[:TINY_TEST_SIZE]
+    started = time.perf_counter()
+    result = pairwise.pairwise_error(c.raw_pixels(train), train_labels, c.raw_pixels(test), test_labels)
+    log_prefixed(key)(", ".join(f"{output} {result[output]:.2f}%" for output in pairwise.OUTPUTS)
+                      + " test error, with units' outputs read as votes, tanh, linear")
+    return dict(result, seconds=round(time.perf_counter() - started, 1), train_size=len(train),
+                test_size=len(test))
+
+
+def mlp_500_150_run(key, data_dir=None, tiny=False, seed=0, passes=MLP_PASSES):
+    """The 784-500-150-10 net with the protocol of the other MLP rows (results/baselines)."""
+    from ..baselines.mlp import train_mlp
+
+    started = time.perf_counter()
+    r = train_mlp(mnist(data_dir), hidden=(500, 150), epochs=passes, seed=seed,
+                  train_size=TINY_TRAIN_SIZE if tiny else 0, progress=False, log=log_prefixed(key))
+    return {"error_pct": r["history"][-1]["test_error_pct"], "history": r["history"],
+            "n_params": int(r["n_params"]), "passes": passes, "seed": seed,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def lenet4_features_run(key, runs, data_dir=None, tiny=False, seed=0, passes=20):
+    """LeNet-4 / K-NN and LeNet-4 / local learning (lenet5.baselines.local): the LeNet-4 of
+    the LeNet-4 row's seed `seed` (its saved run in runs/lenet4-seed<seed> if finished with the
+    same settings, else trained there now), its C5 outputs for every image, and on them k-NN
+    and local learning."""
+    from ..baselines import local
+
+    (train_x, train_y), (test_x, test_y) = data = mnist(data_dir)
+    if tiny:
+        train_x, train_y = train_x[:TINY_TRAIN_SIZE], train_y[:TINY_TRAIN_SIZE]
+        test_x, test_y = test_x[:TINY_TEST_SIZE], test_y[:TINY_TEST_SIZE]
+        data = ((train_x, train_y), (test_x, test_y))
+    log = log_prefixed(key)
+    config = cnn_config("lenet4", seed, passes)
+    trainer, history, train_seconds = train_into(Path(runs) / f"lenet4-seed{seed}", config, data, True, log)
+    started = time.perf_counter()
+    train_f, test_f = local.features(trainer.net, train_x), local.features(trainer.net, test_x)
+    feature_seconds = round(time.perf_counter() - started, 1)
+    clock = time.perf_counter()
+    result = local.feature_errors(train_f, train_y, test_f, test_y)
+    search_seconds = round(time.perf_counter() - clock, 1)
+    log(f"LeNet-4 alone {history[-1]['test_error_pct']:.2f}%; on its C5 features: k-NN "
+        f"{result['knn_k1']:.2f}% (k=1), {result['knn_k3']:.2f}% (k=3), local learning {result['local']:.2f}%")
+    return dict(result, lenet4_error_pct=history[-1]["test_error_pct"], passes=len(history), seed=seed,
+                lenet4_seconds=round(sum(row["seconds"] for row in history), 1), trained_seconds=train_seconds,
+                feature_seconds=feature_seconds, knn_seconds=search_seconds, local_seconds=search_seconds,
+                seconds=round(feature_seconds + search_seconds, 1), neighbours=local.NEIGHBOURS,
+                ridge=local.RIDGE, features=int(train_f.shape[1]))
 
 
 def cnn_config(arch, seed, epochs):
@@ -240,6 +380,15 @@ def jobs(opts):
     out = [Job(method, "lenet5.experiments.fig9:classical_run",
                dict(method=method, data_dir=opts.data_dir, tiny=opts.tiny, seed=seed))
            for method in CLASSICAL if "classical" in groups]
+    single = {"svm": ("svm_run", {}),
+              "deslant": ("deslant_run", dict(seed=seed, passes=opts.passes(MLP_PASSES))),
+              "pairwise": ("pairwise_run", {}),
+              "mlp-500-150": ("mlp_500_150_run", dict(seed=seed, passes=opts.passes(MLP_PASSES))),
+              "lenet4-features": ("lenet4_features_run", dict(seed=seed, passes=opts.passes(),
+                                                              runs=str(opts.runs / "fig9")))}
+    out += [Job(group, f"lenet5.experiments.fig9:{single[group][0]}",
+                dict(data_dir=opts.data_dir, tiny=opts.tiny, **single[group][1]))
+            for group in SINGLE if group in groups]
     out += [Job(f"{arch}-seed{s}", "lenet5.experiments.jobs:train_run",
                 dict(config=cnn_config(arch, s, opts.passes()), runs=str(opts.runs / "fig9"),
                      data_dir=opts.data_dir, tiny=opts.tiny))
@@ -293,15 +442,20 @@ def cited(name, opts):
 
 def cited_error(name, match, opts):
     """(our test error % as text, value, source note) from another experiment's results."""
+    from .runner import duration, timing
+
     data, path = cited(name, opts)
     if data is None or data.get("tiny"):
         return "not run", None, f"no results/{name} to cite"
     if name == "baselines":
         row = next(r for r in data["rows"] if r["network"] == match)
         value, text = row["test_error_pct"], f"{row['test_error_pct']:.2f}"
-        return text, value, f"results/{name} ({row['passes']} passes, 1 seed)"
+        history = data.get("data", {}).get(match) or []
+        took = f", {duration(sum(h['seconds'] for h in history))} of training" if history else ""
+        return text, value, f"results/{name} ({row['passes']} passes, 1 seed{took})"
     finals = final_test_errors(data)
-    return mean_range(finals), sum(finals) / len(finals), f"results/{name} ({len(finals)} seeds)"
+    took = f"; {timing(data)}" if "wall_seconds" in data else ""
+    return mean_range(finals), sum(finals) / len(finals), f"results/{name} ({len(finals)} seeds{took})"
 
 
 def final_test_errors(data):
@@ -323,18 +477,34 @@ def report(results, opts):
         if how == "job" and where[0] in results:
             key, field = where
             value = results[key][field]
-            text, source = f"{value:.2f}", f"run here ({results[key]['seconds']:.0f} s)"
+            if isinstance(value, dict):  # (one of a job's several fits)
+                value = value["error_pct"]
+            text, source = f"{value:.2f}", f"run here ({row_seconds(results[key], field):.0f} s)"
+            if key == "lenet4-features":
+                source = (f"run here ({row_seconds(results[key], field):.0f} s on the features of a LeNet-4 "
+                          f"that trained {results[key]['lenet4_seconds'] / 60:.0f} min)")
+            if key == "svm":
+                r = results[key][field]
+                source = (f"run here ({r['fit_seconds']:.0f} s training + {r['predict_seconds']:.0f} s "
+                          f"prediction, {r['support_vectors']:,} support vectors)")
+            if key == "deslant":
+                source = (f"run here on deslanted images ({row_seconds(results[key], field):.0f} s, "
+                          f"+ {results[key]['deslant_seconds']:.0f} s deslanting)")
         elif how == "cnn" and runs_of(where[0], results):
             finals = [r["final"]["test_error_pct"] for r in runs_of(where[0], results)]
             value, text = sum(finals) / len(finals), mean_range(finals)
             passes = len(runs_of(where[0], results)[0]["history"])
-            source = f"run here: SDLM (mu {CNN_MU}), {passes} passes, {len(finals)} seed(s)"
+            minutes = sum(row["seconds"] for r in runs_of(where[0], results) for row in r["history"]) / 60
+            source = (f"run here: SDLM (mu {CNN_MU}), {passes} passes, {len(finals)} seed(s) "
+                      f"({minutes:.0f} min of training passes in all)")
         elif how == "boosted" and runs_of("boosted", results):
             runs = runs_of("boosted", results)
             finals = [r["committee"][boosting.COMBINE]["test_error_pct"] for r in runs]
             value, text = sum(finals) / len(finals), mean_range(finals)
+            minutes = sum(r["seconds"] for r in runs) / 60
             source = (f"run here: 3 LeNet-4s (SDLM, mu {CNN_MU}, {runs[0]['passes']} passes each), summed "
-                      f"softmax probabilities, {len(finals)} seed(s); each net in the table below")
+                      f"softmax probabilities, {len(finals)} seed(s) ({minutes:.0f} min in all); each net "
+                      "in the table below")
         elif how == "cite":
             text, value, source = cited_error(*where, opts)
         elif how == "not":
@@ -364,10 +534,8 @@ def report(results, opts):
             "either interpretation of 821) by least squares, and also show per-class Gaussians (QDA) in the "
             "same 40-d space."]
     notes.append("Cited rows are other experiments' committed results, not trained again here.")
-    notes.append("LeNet-1 and LeNet-4: sizes as `lenet5 audit --arch lenet1|lenet4` prints them, "
-                 "every inferred one stated in lenet5/core/architecture.py (LeNet-1: 2,578 parameters, "
-                 "98,442 connections; LeNet-4: 50,698 parameters -- the paper's 17,000 cannot hold "
-                 "its fully connected 120-unit layer -- and 262,306 connections).")
+    notes += single_notes(results, {r["classifier"]: r["test_error_pct"] for r in rows})
+    notes.append(size_note())
     notes.append(f"LeNet-1 and LeNet-4 (and the boosted LeNet-4s) train with the `damped` recipe's "
                  "printed initialisation and inputs and per-pass Hessian, at SDLM's damping "
                  f"mu = {CNN_MU} (the recipe's mu = 1 was set for LeNet-5's RBF/MAP criterion, whose "
@@ -390,12 +558,98 @@ def report(results, opts):
                          f"they are kept from `{where['command']}` ({where['date']}, {where['timing']}) "
                          "through the earlier results/fig9/results.json.")
     provenance = {g: origin.get(g, {"command": "this run"}) for g in GROUPS} if origin else {}
-    data = {key: r for key, r in results.items() if key in CLASSICAL}
+    data = {key: r for key, r in results.items() if key in CLASSICAL or key in SINGLE}
     data.update({key: r["history"] for key, r in results.items() if group_of(key) in CNNS})
     data.update({key: r for key, r in results.items() if group_of(key) == "boosted"})
     if provenance:
         data["provenance"] = {g: p for g, p in provenance.items() if p["command"] != "this run"}
     return {"headline": headline, "table": table, "rows": rows, "notes": notes, "data": data}
+
+
+def row_seconds(result, field):
+    """Seconds one row of a job took: its own timer if the job has several rows (knn_k1 ->
+    knn_seconds, linear -> linear_seconds), else the job's."""
+    for name in (f"{field}_seconds", f"{field.split('_')[0]}_seconds"):
+        if name in result:
+            return result[name]
+    return result["seconds"]
+
+
+def size_note():
+    """LeNet-1's and LeNet-4's sizes, counted from their layer definitions (lenet5.tools.audit)."""
+    from ..core.architecture import Variant
+    from ..tools.audit import audit_rows
+
+    total = {arch: audit_rows(Variant(arch=arch, output="softmax"))[-1] for arch in CNNS}
+    one, four = total["lenet1"], total["lenet4"]
+    return ("LeNet-1 and LeNet-4: sizes as `lenet5 audit --arch lenet1|lenet4` prints them, every "
+            f"inferred one stated in lenet5/core/architecture.py (LeNet-1: {one['parameters']:,} parameters, "
+            f"{one['connections']:,} connections; LeNet-4: {four['parameters']:,} parameters -- the paper's "
+            f"17,000 cannot hold its fully connected 120-unit layer -- and {four['connections']:,} connections).")
+
+
+def single_notes(results, ours):
+    """How the rows of the single-job groups were computed, from their results; `ours`: {row
+    name: our test error % or None}."""
+    notes = []
+    if "deslant" in results:
+        d = results["deslant"]
+        notes.append(
+            "[deslant] rows: every training and test image sheared so that the principal axis of its "
+            "ink (from the second moments) is vertical (lenet5/data/deslant.py); mean |slant| of the "
+            f"test images {d['test_abs_slant_before']:.3f} -> {d['test_abs_slant_after']:.4f} columns per "
+            f"row. Then the same classifiers as the undeslanted rows: k-NN as above; the linear "
+            f"classifier and the 784-300-10 net by lenet5/baselines/mlp.py with the protocol of "
+            f"results/baselines ({d['passes']} passes, seed {d['seed']}). The paper's net has 20x20 "
+            "inputs (the images cropped to the digit's box); ours keeps the 28x28 field.")
+        plain = ours["linear classifier"]
+        if plain is not None:
+            paper_gain = PAPER_RESULTS["baseline_linear_pct"] - FIG9["linear-deslant"]
+            notes.append(
+                f"[deslant] linear: {d['linear']:.2f}% against the paper's {FIG9['linear-deslant']}%, but the "
+                f"same classifier on the undeslanted images gives {plain:.2f}% (paper "
+                f"{PAPER_RESULTS['baseline_linear_pct']}%): deslanting gains {plain - d['linear']:.2f} points "
+                f"here and {paper_gain:.1f} in the paper; the gap is the linear classifier's (trained by "
+                "online SGD for 10 passes, see results/baselines), not the deslanting's.")
+    if "pairwise" in results:
+        p = results["pairwise"]
+        notes.append(
+            f"Pairwise linear: {p['units']} units i/j, each the ridge least-squares fit to +1 (class i) / "
+            "-1 (class j) on those two classes' training images only (raw pixels / 255); class score = "
+            "sum of the outputs of units i/x minus those of units y/i, argmax "
+            "(lenet5/baselines/pairwise.py). The paper does not say what a unit outputs: with each "
+            f"unit's sum thresholded to +-1 (a vote) the test error is {p['vote']:.2f}% (training set "
+            f"{p['train_vote']:.2f}%), with tanh of the sum {p['tanh']:.2f}%, with the sum itself "
+            f"{p['linear']:.2f}% (training set {p['train_linear']:.2f}%): a unit i/j never saw the other "
+            "eight classes and gives them large sums of either sign, which swamp the units that know "
+            "the answer unless outputs are bounded.")
+    if "lenet4-features" in results:
+        f = results["lenet4-features"]
+        notes.append(
+            f"LeNet-4 / K-NN and / local learning: the LeNet-4 of the LeNet-4 row's protocol (seed {f['seed']}, "
+            f"{f['passes']} passes; {f['lenet4_error_pct']:.2f}% test error alone), its last layer replaced by "
+            f"a classifier on its C5 outputs ({f['features']} features per image): Euclidean k-NN (k = 1, 3), "
+            f"and local learning: for each test image a ridge linear classifier (lambda = {f['ridge']} x the "
+            f"mean diagonal of A^T A) fitted on its {f['neighbours']} nearest training images "
+            "(lenet5/baselines/local.py; k, the neighbourhood and lambda chosen beforehand, not tuned on the "
+            "test set).")
+    if "svm" in results:
+        r, scale = results["svm"]["1/784"], results["svm"]["scale"]
+        notes.append(
+            f"SVM poly 4: scikit-learn's SVC (libsvm, one-vs-one), kernel (gamma x.y + {r['coef0']:g})^"
+            f"{r['degree']} on the pixels scaled to 0..1, C = {r['C']:g} (the paper gives neither the "
+            "kernel's constants nor C); lenet5/baselines/svm.py. gamma = 1/784 was chosen first and gave "
+            f"{r['error_pct']:.2f}%: gamma x.y is then about 0.1, so the degree-4 terms weigh little. "
+            f"gamma = 1/(784 var(x)) = {scale['gamma_value']:.4f} (scikit-learn's default), tried after "
+            f"that, makes gamma x.y about 1: {scale['error_pct']:.2f}%. C was not varied. Times on one core.")
+    if "mlp-500-150" in results:
+        m = results["mlp-500-150"]
+        notes.append(
+            f"28x28-500-150-10 ({m['n_params']:,} parameters): lenet5/baselines/mlp.py with the protocol of "
+            f"the other MLP rows (results/baselines: online SGD, scaled tanh units, MSE to +-1 targets, "
+            f"{m['passes']} passes, seed {m['seed']}); training-set error after the last pass "
+            f"{m['history'][-1]['train_error_pct']:.2f}%.")
+    return notes
 
 
 def headline_text(ours):
@@ -406,6 +660,11 @@ def headline_text(ours):
                      f"(k=3) vs paper {FIG9['knn-euclidean']}%")
     for label, row, paper in (("40 PCA + quadratic", "40 PCA + quadratic (polynomial, 861 terms)", "pca40-quadratic"),
                               ("1000 RBF", "1000 RBF + linear", "rbf1000-linear")):
+        if ours[row] is not None:
+            parts.append(f"{label} {ours[row]:.2f}% (paper {FIG9[paper]}%)")
+    for label, row, paper in (("deslanted linear", "[deslant] linear", "linear-deslant"),
+                              ("deslanted k-NN", "[deslant] k-NN Euclidean, k = 1", "knn-euclidean-deslant"),
+                              ("pairwise linear", "pairwise linear (units' votes)", "pairwise-linear")):
         if ours[row] is not None:
             parts.append(f"{label} {ours[row]:.2f}% (paper {FIG9[paper]}%)")
     cnns = [f"{label} {ours[row]:.2f}% (paper {FIG9[paper]}%)" for label, row, paper in (
@@ -492,8 +751,7 @@ def boosted_notes(results):
         + (f"that happened in {scarce} of the {2 * len(runs)} filtered sets (see the set sizes)." if scarce
            else "no filter came near it (the patterns read are in the table)."),
         f"Passes: {passes} per member net, for the time budget (nine nets for three seeds on two "
-        "cores); in the committed 20-pass LeNet-4 runs the test error after pass 10 (1.21/1.02/1.28%) "
-        "is within 0.04 points of that after pass 20 (1.20/0.98/1.28%).",
+        "cores)" + passes_note(passes, results) + ".",
         "Committee: the three nets' softmax probabilities added, argmax (the paper: 'the outputs of "
         "the three nets are simply added'; probabilities are the bounded analogue of its squashed "
         "output units, so each net adds at most 1 to a class and one confidently wrong net cannot "
@@ -503,6 +761,19 @@ def boosted_notes(results):
         f"Boosted LeNet-4: mean committee test error {mean:.2f}% over {len(runs)} seed(s), {verdict}; "
         f"the committee is {gain:.2f} points better than net 1 alone (mean {sum(net1) / len(net1):.2f}%).",
     ]
+
+
+def passes_note(passes, results):
+    """How much the LeNet-4 row's runs gained after pass `passes`, from their histories."""
+    runs = [r["history"] for r in runs_of("lenet4", results)]
+    runs = [h for h in runs if len(h) > passes]
+    if not runs:
+        return ""
+    at = "/".join(f"{h[passes - 1]['test_error_pct']:.2f}" for h in runs)
+    end = "/".join(f"{h[-1]['test_error_pct']:.2f}" for h in runs)
+    most = max(abs(h[passes - 1]["test_error_pct"] - h[-1]["test_error_pct"]) for h in runs)
+    return (f"; in the LeNet-4 row's {len(runs[0])}-pass runs the test error after pass {passes} ({at}%) "
+            f"is within {most:.2f} points of that after pass {len(runs[0])} ({end}%)")
 
 
 def figures(results, opts, folder, plt):
