@@ -442,7 +442,7 @@ def cited(name, opts):
 
 def cited_error(name, match, opts):
     """(our test error % as text, value, source note) from another experiment's results."""
-    from .runner import duration, timing
+    from .report import duration, timing
 
     data, path = cited(name, opts)
     if data is None or data.get("tiny"):
