@@ -38,6 +38,7 @@ def test_audit_counts_equal_the_models_free_parameters():
     # and the softmax output's weights, unused by the RBF output
 
 
+@pytest.mark.slow
 def test_audit_cli_text_and_json():
     out = subprocess.run([sys.executable, "-m", "lenet5", "audit"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -24,6 +24,7 @@ def test_bench_cli_writes_positive_figures(tmp_path, capsys):
     assert "online SGD step" in out and "inference, batch 1000" in out
 
 
+@pytest.mark.slow
 def test_bench_reports_each_figure_against_its_ceiling(tmp_path, capsys):
     """The ceiling: FLOP per sample from the connection counts (2 per connection, training
     3x forward) and the matmul rate at 1 and the batch thread count; every figure's fraction is

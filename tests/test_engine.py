@@ -76,6 +76,7 @@ def test_forward_through_the_training_loop_equals_the_per_sample_pass(name, dtyp
 
 @pytest.mark.parametrize("flags", [[], ["--optimizer", "sgd", "--batch-size", "32", "--threads", "2"]],
                          ids=["online-sdlm", "minibatch-2-threads"])
+@pytest.mark.slow
 def test_two_trainings_write_identical_parameters(mnist_dir, tmp_path, flags):
     """Determinism: on one machine, with the same thread count, the same command gives the
     same bits (online SDLM with its Hessian estimates, and mini-batch SGD split over threads)."""

@@ -152,6 +152,7 @@ def test_baselines_tiny(out):
     assert all(r["test_error_pct"] < 90 for r in result["rows"])  # better than chance after 300 samples
 
 
+@pytest.mark.slow
 def test_distortions_tiny(out):
     result = run_tiny(out, "distortions")
     assert result["data"]["errors"][0] == round(result["rows"][0]["test_error_pct"] * 100)
@@ -159,6 +160,7 @@ def test_distortions_tiny(out):
     assert "translation ±2 px" in readme
 
 
+@pytest.mark.slow
 def test_connections_tiny(out):
     result = run_tiny(out, "connections")
     runs = {r["run"]: r for r in result["rows"]}

@@ -9,6 +9,7 @@ from lenet5.baselines import svm
 from lenet5.errors import Lenet5Error
 
 
+@pytest.mark.slow
 def test_svm_decisions_match_the_kernel_expansion():
     rng = np.random.default_rng(0)
     centres = rng.random((3, 12))

@@ -234,6 +234,7 @@ def alive(pid):
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("processes", [2, 1])
 def test_sigterm_stops_the_experiment_and_its_workers_as_ctrl_c_does(tmp_path, mnist_dir, processes):
     """A real SIGTERM to a real `lenet5 experiment train-size --tiny`: exit 130, the finished

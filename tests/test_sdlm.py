@@ -203,6 +203,7 @@ def test_choices_that_mean_nothing_are_refused(bad, match):
         TrainConfig(**bad).check()
 
 
+@pytest.mark.slow
 def test_choices_resume_exactly(mnist, tmp_path):
     """Every choice at once, interrupted mid-pass after an in-pass Hessian re-estimate and
     before the next one: the resumed run ends on the same weights."""
@@ -236,6 +237,7 @@ def test_choices_resume_exactly(mnist, tmp_path):
     assert not np.array_equal(per_pass.net.theta, straight.net.theta)  # the re-estimates did act
 
 
+@pytest.mark.slow
 def test_cli_records_the_choices_and_resume_keeps_them(mnist_dir, tmp_path, capsys):
     common = ["--quiet", "--data-dir", str(mnist_dir)]
     flags = ["--init", "sqrt", "--subsample", "average", "--gn-seed", "1", "--hessian-every", "500",

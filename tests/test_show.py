@@ -21,6 +21,7 @@ def _png_size(path):
         return img.size
 
 
+@pytest.mark.slow
 def test_a_misclassified_test_digit_is_drawn_and_judged(data_env, mnist, tmp_path, capsys):
     """The first test digit the shipped network gets wrong with a gap under the threshold:
     the figure's summary names the prediction, the true digit and 'reject'."""
