@@ -13,7 +13,7 @@ diagonal of A^T A (the bias not penalised). That is what gradient descent on the
 error converges to, computed directly. The class is the argmax of the scores.
 
 What a unit's "output" is the paper does not say either; its units are usually squashed.
-Computed for three readings (OUTPUTS): "vote", each unit's output thresholded to +-1 (the
+Computed for three interpretations (OUTPUTS): "vote", each unit's output thresholded to +-1 (the
 score of class i is then its wins minus its losses); "tanh", tanh of the unit's sum; "linear",
 the sum itself. With linear outputs, the units i/j, which never saw the other eight classes,
 give large outputs of either sign on them and swamp the two units that know the answer;
