@@ -91,7 +91,6 @@ def saved_run(path, config, log):
     """(net, state) of the run saved at `path` when it was trained with `config`, else
     (None, None): nothing there, unreadable, or other settings."""
     import json
-    from dataclasses import asdict
 
     from ..core.model import LeNet5
     from ..errors import Lenet5Error
@@ -106,7 +105,7 @@ def saved_run(path, config, log):
     from ..training.config import saved_config
 
     saved = saved_config(state["state.config"]) if "state.config" in state else None
-    if saved != json.loads(json.dumps(asdict(config))):
+    if saved != json.loads(config.to_json()):
         log(f"not resuming {path}: it was trained with other settings")
         return None, None
     done = int(state.get("state.epoch", 1)) - 1  # (the last may still await its evaluation)
