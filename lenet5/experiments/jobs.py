@@ -64,8 +64,6 @@ def train_run(key, config, runs, data_dir=None, tiny=False, keep_outputs=False, 
         config["train_size"] = min(config.get("train_size") or TINY_TRAIN_SIZE, TINY_TRAIN_SIZE)
     data = mnist(data_dir)
     trainer, history, seconds = train_into(Path(runs) / key, config, data, reuse, log_prefixed(key))
-    if history:  # the run's own training time, over however many sittings it took (a resumed run)
-        seconds = round(sum(row["seconds"] for row in history), 1)
     result = {"config": config, "history": history, "seconds": seconds,
               "final": history[-1] if history else None, "checkpoint": str(trainer.checkpoint_path)}
     if keep_outputs:
@@ -75,7 +73,9 @@ def train_run(key, config, runs, data_dir=None, tiny=False, keep_outputs=False, 
 
 def train_into(out, config, data, reuse, log):
     """Train with the shared trainer into the folder `out` (continuing the run saved there when
-    `reuse` and it has the same settings, else replacing it); (trainer, history, seconds)."""
+    `reuse` and it has the same settings, else replacing it); (trainer, history, seconds), the
+    seconds being the run's own training time over however many sittings it took (its passes'
+    seconds summed, so a resumed run counts the passes it trained before too)."""
     from ..training.trainer import TrainConfig, Trainer
 
     settings = TrainConfig(**config)
@@ -84,6 +84,8 @@ def train_into(out, config, data, reuse, log):
     trainer = Trainer(settings, data, out, net=net, state=state, progress=False, log=log,
                       evaluate_concurrently=EVALUATE_CONCURRENTLY)
     history = trainer.run(overwrite=state is None)
+    if history:
+        return trainer, history, round(sum(row["seconds"] for row in history), 1)
     return trainer, history, round(time.perf_counter() - started, 1)
 
 
