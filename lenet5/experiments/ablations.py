@@ -6,7 +6,7 @@ import numpy as np
 
 from ..core.model import MAP_J
 from ..files import save_figure_atomic
-from .jobs import DAMPED_NOTE, mean_range, per_pass, recipe
+from .jobs import default_recipe, default_recipe_note, mean_range, per_pass
 from .pool import Job
 
 FLAGS = ("seeds", "epochs")  # the options beyond the common ones it takes (runner.check)
@@ -28,13 +28,13 @@ VARIANTS = {
     "tutorial": ("all of: ReLU, max pooling, fully connected C3, softmax + cross-entropy, plain "
                  "online SGD (lr 1e-2): the framework tutorials' LeNet-5 (with the paper's init)",
                  {"activation": "relu", "pooling": "max", "c3": "full", "output": "softmax",
-                  "loss": "ce", "optimizer": "sgd", "lr": 1e-2}),
+                  "loss": "ce", "optimizer": "sgd", "lr": 1e-2, "init": "paper"}),
 }
 
 
 def jobs(opts):
     return [Job(f"{key}/seed{seed}", "lenet5.experiments.jobs:train_run",
-                dict(config=recipe("damped", **overrides, seed=seed, epochs=opts.passes()),
+                dict(config=default_recipe(**overrides, seed=seed, epochs=opts.passes()),
                      runs=str(opts.runs / "ablations"), data_dir=opts.data_dir, tiny=opts.tiny))
             for key, (_, overrides) in VARIANTS.items() for seed in opts.seed_list(SEEDS)]
 
@@ -83,7 +83,7 @@ def report(results, opts):
                      "outputs lie in (0, 1) while the RBF prototypes are +-1, and with the paper's "
                      "small initial weights and step sizes the network stays on its initial plateau "
                      "(loss ~80, the distance of a mid-range F6 output to every prototype).")
-    return {"headline": headline, "table": "\n".join(lines), "rows": rows, "notes": notes + [DAMPED_NOTE],
+    return {"headline": headline, "table": "\n".join(lines), "rows": rows, "notes": notes + [default_recipe_note()],
             "figures": {}, "data": {k: v.tolist() for k, v in test.items()}}
 
 

@@ -4,7 +4,7 @@ without the L1 penalty). Shows the learned alpha matrix beside Table I."""
 import numpy as np
 
 from ..core.architecture import C3_TABLE, LAYER, table_mask
-from .jobs import DAMPED_NOTE, mnist, per_pass, recipe
+from .jobs import default_recipe, default_recipe_note, mnist, per_pass
 from .pool import Job, log_prefixed
 from .runner import TINY_TRAIN_SIZE
 
@@ -30,12 +30,12 @@ def jobs(opts):
     combos = "lenet5.experiments.connections:combinations_run"
     common = dict(data_dir=opts.data_dir, tiny=opts.tiny)
     return [
-        Job("table-sdlm", train, dict(config=recipe("damped", seed=seed, epochs=opts.passes()),
+        Job("table-sdlm", train, dict(config=default_recipe(seed=seed, epochs=opts.passes()),
                                       runs=str(opts.runs / "connections"), **common)),
         Job("full-sgd", combos, dict(epochs=opts.passes(), seed=seed, frozen=True, **common)),
         Job("learned-sgd", combos, dict(epochs=opts.passes(), seed=seed, **common)),
         Job("learned-l1-sgd", combos, dict(epochs=opts.passes(), seed=seed, lam=L1_LAMBDA, **common)),
-        Job("full-sdlm", train, dict(config=recipe("damped", seed=seed, epochs=opts.passes(), c3="full"),
+        Job("full-sdlm", train, dict(config=default_recipe(seed=seed, epochs=opts.passes(), c3="full"),
                                      runs=str(opts.runs / "connections"), **common)),
     ]
 
@@ -89,7 +89,7 @@ def report(results, opts):
         "(lenet5/baselines/combinations.py); compare them with the fully connected run under the same "
         "optimiser (alpha fixed), and the two SDLM runs with each other.",
     ]
-    return {"headline": headline, "table": table, "rows": rows, "notes": notes + [DAMPED_NOTE],
+    return {"headline": headline, "table": table, "rows": rows, "notes": notes + [default_recipe_note()],
             "data": {"alpha": alpha.tolist(), "alpha_l1": alpha_l1.tolist(),
                      "table_mask": mask.astype(int).tolist(),
                      "test_error_pct": test.tolist()}}

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ..core.paper import PAPER_RESULTS
-from .jobs import DAMPED_NOTE, per_pass, recipe
+from .jobs import default_recipe, default_recipe_note, per_pass
 from .pool import Job
 
 FLAGS = ("seed", "epochs")  # the options beyond the common ones it takes (runner.check)
@@ -16,7 +16,7 @@ def jobs(opts):
     seed = opts.seed_list((0,))[0]
     sizes = TINY_SIZES if opts.tiny else SIZES
     return [Job(f"n{n}", "lenet5.experiments.jobs:train_run",
-                dict(config=recipe("damped", seed=seed, epochs=opts.passes(), train_size=n),
+                dict(config=default_recipe(seed=seed, epochs=opts.passes(), train_size=n),
                      runs=str(opts.runs / "train-size"), data_dir=opts.data_dir, tiny=False))
             for n in sizes]
 
@@ -38,7 +38,7 @@ def report(results, opts):
                          f"{test[i, -1]:.2f}%" for i, n in enumerate(sizes)) + " test error"
     notes = ["The paper's Fig. 6 shows test error falling as the training set grows; its only "
              "printed figure is 0.95% for 60,000."]
-    return {"headline": headline, "table": "\n".join(lines), "rows": rows, "notes": notes + [DAMPED_NOTE],
+    return {"headline": headline, "table": "\n".join(lines), "rows": rows, "notes": notes + [default_recipe_note()],
             "data": {"sizes": sizes, "train_error_pct": train.tolist(), "test_error_pct": test.tolist()}}
 
 
