@@ -12,6 +12,7 @@ VARIANTS = {
     "lenet1": Variant(arch="lenet1", output="softmax"),
     "lenet4": Variant(arch="lenet4", output="softmax"),
     "unit-inputs": Variant(inputs="unit"),
+    "lush-demo": Variant(arch="lush", output="targets", inputs="lush"),
 }
 
 

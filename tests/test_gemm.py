@@ -11,9 +11,10 @@ from lenet5.core.architecture import VARIANT_CHOICES, Variant
 from lenet5.core.model import C3_UNCONNECTED, LeNet5, check_loss
 from lenet5.errors import Lenet5Error
 
-CHOICES = {k: v for k, v in VARIANT_CHOICES.items() if k not in ("arch", "inputs")}  # (LeNet-5's graph)
+CHOICES = {k: [c for c in v if c != "targets"] for k, v in VARIANT_CHOICES.items()
+           if k not in ("arch", "inputs")}  # (LeNet-5's graph; the targets output is the Lush demo's)
 VARIANTS = [Variant(**dict(zip(CHOICES, combo))) for combo in itertools.product(*CHOICES.values())]
-VARIANTS.append(Variant(inputs="unit"))
+VARIANTS.append(Variant(inputs="unit"))  # (the im2col path is LeNet-5's graph only)
 
 
 def digits(n, dtype, seed=0):

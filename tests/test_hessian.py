@@ -30,7 +30,9 @@ VARIANTS = [Variant(), Variant(c3="full"), Variant(pooling="average"), Variant(p
             Variant(inputs="unit"),  # the paper's graph on standardised inputs
             # LeNet-1 and LeNet-4: the same engine under other sizes
             Variant(arch="lenet1", output="softmax"), Variant(arch="lenet4", output="softmax"),
-            Variant(arch="lenet4", output="softmax", pooling="max", activation="relu")]
+            Variant(arch="lenet4", output="softmax", pooling="max", activation="relu"),
+            # LeCun's Lush demo network: C5 feeding 10 squashed units, +-1 targets, Lush's inputs
+            Variant(arch="lush", output="targets", inputs="lush")]
 
 
 def conv(x, weight, mask):
@@ -101,7 +103,7 @@ def reference_hessian(net, image, variant):
         h["OUT.bias"] = d2z
         d2x = (p["OUT.weight"] ** 2).T @ d2z
     else:
-        d2x = np.full(84, 2.0)  # d2E/dx6^2
+        d2x = np.full(len(s["x6"]), 2.0)  # d2E/dx6^2 (84 F6 units, or the Lush demo's 10)
     fprime = ref.ACTIVATIONS[variant.activation][1]
     pool_fprime = ref.ACTIVATIONS["identity" if variant.pooling == "max" else variant.activation][1]
     for layer in sorted(jac, reverse=True):

@@ -23,9 +23,9 @@ from lenet5.core.architecture import C3_TABLE, TANH_A, TANH_S, Variant, table_ma
 from lenet5.core.model import MAP_J
 from lenet5.errors import Lenet5Error
 from lenet5.experiments.sdlm import INTERPRETATIONS, interpretation_config, pass1_rates
-from lenet5.training.config import TrainConfig
+from lenet5.training.config import LUSH_DEMO, TrainConfig
 from lenet5.training.interruption import Interrupted
-from lenet5.training.step_sizes import sdlm_rates
+from lenet5.training.step_sizes import sdlm_epsilon, sdlm_rates
 from lenet5.training.trainer import Trainer
 
 MASK3 = table_mask(C3_TABLE, 6)
@@ -294,3 +294,37 @@ def test_hessian_estimates_per_pass_counts_what_the_trainer_does(mnist, tmp_path
         trainer._step_sizes = lambda *a, calls=calls, real=real: (calls.append(1), real(*a))[1]
         trainer.run()
         assert len(calls) == hessian_estimates_per_pass(1500, every), every
+
+
+def test_hessian_kept_over_passes_and_across_a_resume(mnist, tmp_path):
+    """hessian_passes=2 (the Lush demo's h per schedule step, shortened): pass 2 steps with pass
+    1's h and its own epsilon; a run stopped after pass 2 and resumed finishes exactly as the
+    uninterrupted run, its kept h coming back from the checkpoint (state.hessian)."""
+    data = small(mnist, 1000, 200)
+    quiet = dict(log=lambda *a: None, progress=False, evaluate_concurrently=False)
+    config = dict(LUSH_DEMO, epochs=3, hessian_passes=2, hessian_samples=300, schedule="paper")
+    estimates = []
+
+    class Counting(Trainer):
+        def _step_sizes(self, epoch, rng, keep_hessian=False):
+            lr, eta = super()._step_sizes(epoch, rng, keep_hessian)
+            estimates.append((epoch, keep_hessian, self.hessian.copy(), eta.copy()))
+            return lr, eta
+
+    straight = Counting(TrainConfig(**config), data, tmp_path / "a", **quiet)
+    straight.run()
+    assert [(e, kept) for e, kept, _, _ in estimates] == [(1, False), (2, True), (3, False)]
+    (_, _, h1, eta1), (_, _, h2, eta2), (_, _, h3, _) = estimates
+    assert np.array_equal(h1, h2) and not np.array_equal(h2, h3)
+    free = ~straight.net.fixed_mask()
+    np.testing.assert_allclose(eta2[free] / eta1[free], sdlm_epsilon(2, "paper") / sdlm_epsilon(1, "paper"),
+                               rtol=1e-6)
+    two = Trainer(TrainConfig(**dict(config, epochs=2)), data, tmp_path / "b", **quiet)
+    two.run()
+    net, state = LeNet5.load(tmp_path / "b" / "checkpoint.npz", with_state=True)
+    np.testing.assert_array_equal(state["state.hessian"], h1)
+    resumed = Trainer(TrainConfig(**config), data, tmp_path / "b", net=net, state=state, **quiet)
+    resumed.run()
+    assert np.array_equal(resumed.net.theta, straight.net.theta)
+    with pytest.raises(Lenet5Error, match="choose one"):
+        TrainConfig(**dict(config, hessian_every=500)).check()

@@ -12,8 +12,7 @@ from test_hessian import VARIANTS
 from lenet5 import LeNet5, Lenet5Error
 from lenet5.core import kernels
 from lenet5.core import numpy_reference as ref
-from lenet5.core.architecture import VARIANT_CHOICES, Variant, table_mask
-from lenet5.core.paper import TRAIN_MEAN, TRAIN_STD
+from lenet5.core.architecture import VARIANT_CHOICES, Variant, input_affine_values, table_mask
 from lenet5.tools.audit import audit_rows
 from lenet5.training.config import RECIPES, TrainConfig
 from lenet5.training.trainer import Trainer
@@ -87,7 +86,8 @@ def test_forward_matches_the_reference_graph(variant):
         s = ref.network_forward(x[n], net.params, mask3, variant)
         np.testing.assert_allclose(y[n], s["y"], rtol=1e-11)
         layers = net.layers(x[n])
-        given = s["x0"][0] * TRAIN_STD + TRAIN_MEAN if variant.inputs == "unit" else s["x0"][0]
+        scale, shift = input_affine_values(variant.inputs)  # (the reference codes them itself)
+        given = (s["x0"][0] - shift) / scale
         np.testing.assert_allclose(layers["input"], given, rtol=1e-12, atol=1e-15)  # the printed levels
         pairs = [(k, n) for k, n in (("x1", "C1"), ("x2", "S2"), ("x4", "S4"), ("x5", "C5"), ("x6", "F6"))
                  if k in s]
@@ -176,7 +176,8 @@ def test_audit_counts_follow_the_variant():
 
 
 # LeNet-5's graph on the printed inputs (LeNet-1/4 and unit inputs: VARIANTS)
-CHOICES = {k: v for k, v in VARIANT_CHOICES.items() if k not in ("arch", "inputs")}
+CHOICES = {k: [c for c in v if c != "targets"] for k, v in VARIANT_CHOICES.items()
+           if k not in ("arch", "inputs")}  # (LeNet-5's graph; the targets output is the Lush demo's)
 ALL_COMBINATIONS = [Variant(**dict(zip(CHOICES, choice))) for choice in itertools.product(*CHOICES.values())]
 
 

@@ -35,6 +35,8 @@ ONLY_WITH = {
     "gn_seed": ("optimizer", "sdlm", "SDLM's Hessian seed"),
     "hessian_every": ("optimizer", "sdlm", "how often SDLM re-estimates its Hessian"),
     "schedule": ("optimizer", "sdlm", "SDLM's global step schedule"),
+    "hessian_passes": ("optimizer", "sdlm", "how many passes SDLM keeps its Hessian estimate"),
+    "hessian_samples": ("optimizer", "sdlm", "the images SDLM's Hessian estimate averages over"),
 }
 
 
@@ -118,6 +120,13 @@ def add_sdlm_choice_arguments(p):
                    help=f"also re-estimate SDLM's Hessian every N samples within a pass, N a "
                    f"multiple of {CHUNK}; 0: once before each pass, as printed (default "
                    f"{DEFAULTS.hessian_every})")
+    g.add_argument("--hessian-passes", type=int, metavar="N",
+                   help="estimate SDLM's Hessian before every N-th pass only, the passes between "
+                   "keeping it (with their own epsilon): 1 as printed (default), 10 as LeCun's "
+                   "Lush demo does at the start of each 10-pass set")
+    g.add_argument("--hessian-samples", type=int, metavar="N",
+                   help=f"images each Hessian estimate averages over (default {DEFAULTS.hessian_samples}, "
+                   "as printed; Lush's demo: 1000)")
 
 
 def flag(name):

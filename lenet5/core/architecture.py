@@ -74,6 +74,8 @@ VARIANT_CHOICES = {
         "lenet5": "LeNet-5 (section II-B)",
         "lenet1": "LeNet-1: 16x16 digits in a 28x28 field, 4-12 feature maps, 10 output units (III-C.7)",
         "lenet4": "LeNet-4: 4-8-16-16 maps, 120 fully connected units, 10 output units (III-C.7)",
+        "lush": "LeNet-5 as in LeCun's own Lush demo: the printed C1 to C5, then 10 squashed "
+                "output units on C5 (no F6)",
     },
     "c3": {
         "table": "C3 reads the S2 maps of LeCun's Table I (60 of 96 kernels)",
@@ -93,11 +95,14 @@ VARIANT_CHOICES = {
     "output": {
         "rbf": "Euclidean RBF units with fixed 7x12 prototypes (outputs are distances)",
         "softmax": "10 linear units on F6 and a softmax (outputs are -log p, criterion cross-entropy)",
+        "targets": "the Lush demo's: squared distances of its 10 output units to +-1 target codes "
+                   "(+1 for the class, -1 elsewhere; outputs are distances)",
     },
     "inputs": {
         "paper": "the printed input levels: background -0.1, ink 1.175 (mean 0.028, variance 0.123)",
         "unit": "those values standardised, (x - mean) / std of the training set: mean 0, variance 1, "
                 "the paper's stated intent",
+        "lush": "Lush's MNIST coding: background 0, ink 2.55 (0.01 per grey level)",
     },
 }
 
@@ -121,7 +126,10 @@ class Variant:
                 raise Lenet5Error(f"unknown {f.name} {value!r}: choose one of {', '.join(allowed)}")
         if self.arch != "lenet5" and self.output == "rbf":
             raise Lenet5Error(f"{self.arch} has 10 output units, no F6 for the RBF prototypes: "
-                              "use output softmax")
+                              f"use output {default_output(self.arch)}")
+        if (self.arch == "lush") != (self.output == "targets"):
+            raise Lenet5Error("the Lush demo network (arch lush) and its +-1 target output "
+                              "(output targets) go together")
 
     @property
     def is_paper(self):
@@ -158,7 +166,8 @@ class Variant:
 
     @property
     def c3_table(self):
-        maps, in_maps, table = {"lenet5": (16, 6, C3_TABLE), "lenet1": (12, 4, LENET1_C3_TABLE),
+        maps, in_maps, table = {"lenet5": (16, 6, C3_TABLE), "lush": (16, 6, C3_TABLE),
+                                "lenet1": (12, 4, LENET1_C3_TABLE),
                                 "lenet4": (16, 8, LENET4_C3_TABLE)}[self.arch]
         return table if self.c3 == "table" else full_table(maps, in_maps)
 
@@ -167,15 +176,38 @@ PAPER = Variant()
 
 
 def default_output(arch):
-    """The output an architecture has unless told otherwise: LeNet-5's RBF units, or the 10
-    output units (softmax) of LeNet-1 and LeNet-4."""
-    return "rbf" if arch == "lenet5" else "softmax"
+    """The output an architecture has unless told otherwise: LeNet-5's RBF units, the 10
+    output units (softmax) of LeNet-1 and LeNet-4, the Lush demo's +-1 targets."""
+    return {"lenet5": "rbf", "lush": "targets"}.get(arch, "softmax")
+
+
+def target_codes():
+    """The Lush demo's (10, 10) target codes: row k is +1 at k and -1 elsewhere. Its output
+    layer is an RBF layer with these as prototypes: y_k = |x - t_k|^2."""
+    return 2.0 * np.eye(10) - 1.0
+
+
+# Lush's MNIST source (`dsource-mnist ... 32 32 0 0.01`): grey level g (0..255) -> 0.01 g.
+LUSH_INPUT_PER_GREY = 0.01
+
+
+def input_affine_values(inputs):
+    """(scale, shift): the network reads scale * x + shift of an image x at the printed levels
+    (background BACKGROUND, ink INK), for Variant.inputs."""
+    from .paper import BACKGROUND, INK, TRAIN_MEAN, TRAIN_STD
+
+    if inputs == "unit":  # (x - mean) / std of the training set
+        return 1.0 / TRAIN_STD, -TRAIN_MEAN / TRAIN_STD
+    if inputs == "lush":  # background 0, ink 2.55: x -> 0.01 * 255 * (x - BACKGROUND) / (INK - BACKGROUND)
+        scale = LUSH_INPUT_PER_GREY * 255 / (INK - BACKGROUND)
+        return scale, -BACKGROUND * scale
+    return 1.0, 0.0
 
 
 @dataclass(frozen=True)
 class Layer:
     name: str
-    kind: str  # "conv", "subsample", "dense", "rbf" or "softmax"
+    kind: str  # "conv", "subsample", "dense", "rbf", "softmax" or "targets" (an RBF layer)
     in_maps: int
     maps: int
     size: int  # output maps are size x size (1 for dense layers)
@@ -212,7 +244,7 @@ class Layer:
             return self.maps * units * (POOL * POOL + (self.pooling == "trainable"))
         if self.kind in ("dense", "softmax"):
             return self.maps * (self.in_maps + 1)
-        return self.maps * self.in_maps  # rbf: one connection per prototype pixel
+        return self.maps * self.in_maps  # rbf, targets: one connection per prototype pixel
 
 
 def layers(variant=None):
@@ -235,14 +267,15 @@ def layers(variant=None):
             Layer("C5", "conv", 16, 120, 1, full_table(120, 16)),
             Layer("OUT", v.output, 120, 10, 1),
         )
+    f6_units = 10 if v.arch == "lush" else 84  # Lush's 10 output units stand where F6 is
     return (
         Layer("C1", "conv", 1, 6, 28, full_table(6, 1)),
         Layer("S2", "subsample", 6, 6, 14, pooling=v.pooling),
         Layer("C3", "conv", 6, 16, 10, v.c3_table),
         Layer("S4", "subsample", 16, 16, 5, pooling=v.pooling),
         Layer("C5", "conv", 16, 120, 1, full_table(120, 16)),
-        Layer("F6", "dense", 120, 84, 1),
-        Layer("OUT", v.output, 84, 10, 1),
+        Layer("F6", "dense", 120, f6_units, 1),
+        Layer("OUT", v.output, f6_units, 10, 1),
     )
 
 
@@ -255,7 +288,7 @@ def param_shapes(arch="lenet5"):
     layout of the flat vector theta). Weights are stored dense (C3 as 16x6x5x5 with zeros where
     Table I has no connection); the softmax output's weights come last, unused by the RBF
     output. LeNet-1 has no C5 and F6, LeNet-4 no F6: their arrays are absent."""
-    graph = layers(Variant(arch=arch, output="softmax"))
+    graph = layers(Variant(arch=arch, output=default_output(arch) if arch != "lenet5" else "softmax"))
     if arch == "lenet5":
         graph = LAYERS + graph[-1:]
     shapes = {}

@@ -28,6 +28,7 @@ STATE_ENTRIES = {
     "state.epoch": "the pass in progress, an integer >= 1",
     "state.position": "samples of that pass already done, an integer >= 0",
     "state.eta": "per-parameter step sizes, a finite non-negative float vector",
+    "state.hessian": "SDLM's last Hessian estimate, kept between estimates: a finite non-negative float vector",
     "state.epoch_losses": "the pass's per-sample losses, a finite float vector",
     "state.epoch_seconds": "seconds spent in the pass so far, a finite float >= 0",
     "state.initial_loss": "the untrained network's mean loss, a finite float",
@@ -77,10 +78,10 @@ def check_entry_header(f, info, where):
 
 # ---------------------------------------------------------------- the contents
 
-def check_contents(arrays, where, n_theta):
+def check_contents(arrays, where, n_theta, prototypes_shape=PARAM_SHAPES[PROTOTYPES]):
     """The state entries and the prototypes of a checkpoint's arrays (name -> array)."""
     if PROTOTYPES in arrays:
-        check_prototypes(arrays[PROTOTYPES], where)
+        check_prototypes(arrays[PROTOTYPES], where, prototypes_shape)
     state = {name: a for name, a in arrays.items() if name.startswith("state.")}
     unknown = sorted(set(state) - set(STATE_ENTRIES))
     if unknown:
@@ -91,10 +92,12 @@ def check_contents(arrays, where, n_theta):
     _check_consistent(state, where)
 
 
-def check_prototypes(arr, where):
-    if arr.shape != PARAM_SHAPES[PROTOTYPES] or arr.dtype.kind != "f" or not np.all(np.abs(arr) == 1):
-        raise Lenet5Error(f"{where}: {PROTOTYPES} must be {PARAM_SHAPES[PROTOTYPES]} of +1 and -1 "
-                          "(the paper's fixed bitmaps)")
+def check_prototypes(arr, where, shape=PARAM_SHAPES[PROTOTYPES]):
+    """The fixed output prototypes: the paper's 10x84 bitmaps (or the Lush demo's 10x10
+    target codes), +1 and -1 only."""
+    if arr.shape != shape or arr.dtype.kind != "f" or not np.all(np.abs(arr) == 1):
+        what = "the paper's fixed bitmaps" if shape == PARAM_SHAPES[PROTOTYPES] else "fixed target codes"
+        raise Lenet5Error(f"{where}: {PROTOTYPES} must be {shape} of +1 and -1 ({what})")
 
 
 def _json(arr, kind):
@@ -131,6 +134,7 @@ _STATE_CHECKS = {
     "state.epoch": lambda a, n: _int_scalar(a, 1),
     "state.position": lambda a, n: _int_scalar(a, 0),
     "state.eta": lambda a, n: _float_vector(a, n, low=0.0),
+    "state.hessian": lambda a, n: _float_vector(a, n, low=0.0),
     "state.epoch_losses": lambda a, n: _float_vector(a),
     "state.epoch_seconds": lambda a, n: _float_scalar(a, 0.0),
     "state.initial_loss": lambda a, n: _float_scalar(a),

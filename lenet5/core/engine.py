@@ -42,6 +42,7 @@ from .architecture import (
     KERNEL,
     TRAINABLE_NAMES,
     VARIANT_CHOICES,
+    input_affine_values,
     input_size,
     layers,
     param_shapes,
@@ -89,7 +90,7 @@ from .lane_kernels import (
     rbf_backward_lanes,
     rbf_forward_lanes,
 )
-from .paper import BACKGROUND, TRAIN_MEAN, TRAIN_STD
+from .paper import BACKGROUND
 
 LOSSES = {"mse": LOSS_MSE, "map": LOSS_MAP, "ce": LOSS_CE}
 OUTPUT_RBF, OUTPUT_SOFTMAX = range(2)
@@ -256,7 +257,7 @@ def variant_codes(variant, loss):
     """The Codes of a variant's choices and a criterion, as the kernels number them."""
     pooling = POOL_MAX if variant.pooling == "max" else POOL_SUM
     activation = list(VARIANT_CHOICES["activation"]).index(variant.activation)
-    output = list(VARIANT_CHOICES["output"]).index(variant.output)
+    output = OUTPUT_SOFTMAX if variant.output == "softmax" else OUTPUT_RBF  # (targets: an RBF layer)
     return Codes(*(np.int64(c) for c in (pooling, activation, output, LOSSES[loss])))
 
 
@@ -270,12 +271,11 @@ def make_spec(variant, prototypes, loss="map", j=1.0):
 
 def input_affine(variant, dtype):
     """Affine(scale, shift): the network's input is x0 = scale x + shift of the image x it is
-    given: (1, 0) for the printed levels, (1/std, -mean/std) of the training set for
-    Variant(inputs="unit")."""
+    given (architecture.input_affine_values): (1, 0) for the printed levels, (1/std, -mean/std)
+    of the training set for Variant(inputs="unit"), (2, 0.2) for Lush's 0..2.55."""
     f = np.dtype(dtype).type
-    if variant.inputs == "unit":
-        return Affine(f(1.0 / TRAIN_STD), f(-TRAIN_MEAN / TRAIN_STD))
-    return Affine(f(1.0), f(0.0))
+    scale, shift = input_affine_values(variant.inputs)
+    return Affine(f(scale), f(shift))
 
 
 
@@ -294,7 +294,8 @@ def unpack(theta, graph):
                   theta[o[6, 0]:o[6, 1]], theta[o[7, 0]:o[7, 1]],
                   theta[o[8, 0]:o[8, 1]].reshape((d.c5_units, n4)), theta[o[9, 0]:o[9, 1]],
                   theta[o[10, 0]:o[10, 1]].reshape((d.f6_units, d.c5_units)), theta[o[11, 0]:o[11, 1]],
-                  theta[o[12, 0]:o[12, 1]].reshape((d.out_units, last)), theta[o[13, 0]:o[13, 1]])
+                  theta[o[12, 0]:o[12, 1]].reshape(((o[12, 1] - o[12, 0]) // last, last)),  # (absent: 0 rows)
+                  theta[o[13, 0]:o[13, 1]])
 
 
 def workspace(theta, spec, lanes=0):

@@ -21,6 +21,7 @@ from .architecture import (
     param_names,
     param_shapes,
     table_mask,
+    target_codes,
 )
 from .checkpoint_format import check_contents, checkpoint_variant, load_npz
 from .inputs import check_images, check_labels
@@ -72,11 +73,12 @@ def reference_checkpoint():
     return resources.files("lenet5") / "reference" / REFERENCE
 
 
-def default_prototypes(dtype=np.float32):
-    """The 10x84 fixed RBF prototypes: the stylised 7x12 digit bitmaps."""
+def default_prototypes(dtype=np.float32, variant=PAPER):
+    """The fixed prototypes of the output layer: the 10x84 stylised 7x12 digit bitmaps, or the
+    Lush demo's 10x10 +-1 target codes (output targets)."""
     from .prototypes import rbf_prototypes
 
-    return rbf_prototypes().astype(dtype)
+    return (target_codes() if variant.output == "targets" else rbf_prototypes()).astype(dtype)
 
 
 class LeNet5:
@@ -167,7 +169,7 @@ class LeNet5:
                     arr[...] = LUSH_COEFF if part == "coeff" else 0.0
 
         for layer in LAYERS if variant.arch == "lenet5" else layers(own):
-            if layer.kind != "rbf":
+            if layer.kind not in ("rbf", "targets"):
                 draw(layer, ("coeff" if layer.kind == "subsample" else "weight", "bias"))
         params["C3.weight"][c3_unconnected(own)] = 0.0
         by_name = {layer.name: layer for layer in layers(variant)}
@@ -179,7 +181,7 @@ class LeNet5:
         if variant.output == "softmax" and variant.arch == "lenet5":
             draw(by_name["OUT"], ("weight", "bias"))
         if prototypes is None:
-            prototypes = default_prototypes(np.float64)
+            prototypes = default_prototypes(np.float64, variant)
         return cls(theta.astype(dtype), prototypes, variant)
 
     # ---------------------------------------------------------------- computing
@@ -287,7 +289,7 @@ class LeNet5:
         where = f"checkpoint {printable(path)}"
         variant = checkpoint_variant(arrays, where)
         n_theta = engine.layout(variant.arch)[1]
-        check_contents(arrays, where, n_theta)  # state.* entries, prototypes
+        check_contents(arrays, where, n_theta, param_shapes(variant.arch).get(PROTOTYPES))  # state.*, prototypes
         names = param_names(variant)
         expected = set(names) | {"meta.format_version", "meta.dtype"}
         meta = {"meta.variant", "meta.c3"}
@@ -315,9 +317,9 @@ class LeNet5:
             if name != PROTOTYPES:
                 params[name][...] = arr
         if np.any(params["C3.weight"][c3_unconnected(variant)] != 0):
-            table = "Table I" if variant.arch == "lenet5" else f"{variant.arch}'s C3 table"
+            table = "Table I" if variant.arch in ("lenet5", "lush") else f"{variant.arch}'s C3 table"
             raise Lenet5Error(f"{where}: C3.weight is non-zero where {table} has no connection")
-        prototypes = arrays[PROTOTYPES] if PROTOTYPES in names else default_prototypes(dtype)
+        prototypes = arrays[PROTOTYPES] if PROTOTYPES in names else default_prototypes(dtype, variant)
         net = cls(theta, prototypes, variant)
         if with_state:
             return net, {n: a for n, a in arrays.items() if n.startswith("state.")}
@@ -326,8 +328,9 @@ class LeNet5:
 
 def default_loss(variant):
     """The criterion an output is trained with unless told otherwise: MAP (eq. 9) for the RBF
-    output, cross-entropy for the softmax output."""
-    return "ce" if variant.output == "softmax" else "map"
+    output, cross-entropy for the softmax output, the squared distance to the target code for
+    the Lush demo's targets."""
+    return {"softmax": "ce", "targets": "mse"}.get(variant.output, "map")
 
 
 def check_loss(variant, loss):

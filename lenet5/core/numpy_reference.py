@@ -2,8 +2,8 @@
 checking the Numba kernels. Nothing here is shared with `lenet5.core.kernels`."""
 import numpy as np
 
-from .architecture import TANH_A, TANH_S
-from .paper import TRAIN_MEAN, TRAIN_STD
+from .architecture import LUSH_INPUT_PER_GREY, TANH_A, TANH_S
+from .paper import BACKGROUND, INK, TRAIN_MEAN, TRAIN_STD
 
 
 def conv_valid(x, weight, bias, mask):
@@ -179,6 +179,8 @@ def variant_forward(image, params, mask, v):
     s = {"x0": (lenet1_input(image) if v.arch == "lenet1" else image)[None].astype(float)}
     if v.inputs == "unit":  # standardised by the training set's mean and standard deviation
         s["x0"] = (s["x0"] - TRAIN_MEAN) / TRAIN_STD
+    elif v.inputs == "lush":  # background 0, ink 2.55, as Lush's MNIST source codes them
+        s["x0"] = LUSH_INPUT_PER_GREY * 255 * (s["x0"] - BACKGROUND) / (INK - BACKGROUND)
     s["u1"] = conv_valid(s["x0"], c1, params["C1.bias"], np.ones((len(c1), 1), bool))
     s["x1"] = f(s["u1"])
     s["u2"] = pool(s["x1"], "S2", c3.shape[1])

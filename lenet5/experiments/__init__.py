@@ -24,6 +24,7 @@ MODULES = {
     "fig9": "fig9",
     "sdlm": "sdlm",
     "recipes": "recipes",
+    "lush": "lush",
 }
 NAMES = tuple(MODULES)
 

@@ -43,11 +43,11 @@ def hessian_estimates_per_pass(n, hessian_every):
     return 1 + ((n - 1) // hessian_every if hessian_every else 0)
 
 
-def hessian_estimate(net, images, rng, gn_seed="2", loss=None, j=MAP_J):
-    """Mean diagonal Gauss-Newton term h_kk over HESSIAN_SAMPLES random training images
+def hessian_estimate(net, images, rng, gn_seed="2", loss=None, j=MAP_J, samples=HESSIAN_SAMPLES):
+    """Mean diagonal Gauss-Newton term h_kk over `samples` random training images
     (`images`: an array, or a source with `__len__` and `images(indices)`), seeded at an RBF
     output by GN_SEEDS[gn_seed] ("exact": of the criterion `loss` with constant j)."""
-    pick = np.sort(rng.choice(len(images), size=min(HESSIAN_SAMPLES, len(images)), replace=False))
+    pick = np.sort(rng.choice(len(images), size=min(samples, len(images)), replace=False))
     chosen = images[pick] if isinstance(images, np.ndarray) else images.images(pick)
     hess = np.zeros_like(net.theta)
     engine.hessian_diagonal_seeded(np.ascontiguousarray(chosen, dtype=net.dtype), net.theta,

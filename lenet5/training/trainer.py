@@ -76,6 +76,7 @@ class Trainer:
         self.epoch = int(state.get("state.epoch", 1))  # the pass in progress (1-based)
         self.position = int(state.get("state.position", 0))  # samples of it already done
         self.lr, self.eta = None, state.get("state.eta")
+        self.hessian = state.get("state.hessian")  # the last estimate of h, kept (hessian_passes > 1)
         self.epoch_losses = state.get("state.epoch_losses")
         self.epoch_seconds = float(state.get("state.epoch_seconds", 0.0))
         # the last pass, saved before its evaluation finished (see _save_then_evaluate_concurrently)
@@ -112,6 +113,8 @@ class Trainer:
                           "state.epoch_seconds": self.epoch_seconds})
         if self.initial_loss is not None:
             state["state.initial_loss"] = self.initial_loss
+        if self.config.hessian_passes > 1 and self.hessian is not None:
+            state["state.hessian"] = self.hessian
         return state
 
     def save(self, what, mid_pass=False):
@@ -169,7 +172,8 @@ class Trainer:
         order = rng.permutation(n) if self.source is None else self.source.pass_order(epoch)
         start = time.perf_counter()
         if self.position == 0:
-            self.lr, self.eta = self._step_sizes(epoch, rng)
+            kept = self.hessian is not None and (epoch - 1) % cfg.hessian_passes != 0
+            self.lr, self.eta = self._step_sizes(epoch, rng, keep_hessian=kept)
             self.epoch_losses, self.epoch_seconds = np.zeros(n, dtype=self.net.dtype), 0.0
         else:  # resumed mid-pass with the checkpoint's step sizes
             self.lr = cfg.epsilon(epoch) if cfg.optimizer == "sdlm" else cfg.lr
@@ -260,14 +264,18 @@ class Trainer:
         epoch, position) alone, so a resumed run draws it as the uninterrupted run did."""
         return np.random.default_rng([self.config.seed, epoch, position])
 
-    def _step_sizes(self, epoch, rng):
+    def _step_sizes(self, epoch, rng, keep_hessian=False):
+        """(epsilon or lr, eta per parameter) for pass `epoch`; SDLM estimates h afresh unless
+        keep_hessian (hessian_passes: a pass between estimates steps with the last one)."""
         cfg = self.config
         if cfg.optimizer == "sgd":
             lr, eta = cfg.lr, np.full_like(self.net.theta, cfg.lr)
         else:
             lr = cfg.epsilon(epoch)
-            hess = hessian_estimate(self.net, self.source or self.train_x, rng, cfg.gn_seed, cfg.loss, cfg.j)
-            eta = sdlm_rates(cfg, hess, lr)[2].astype(self.net.dtype)
+            if not keep_hessian:
+                self.hessian = hessian_estimate(self.net, self.source or self.train_x, rng, cfg.gn_seed,
+                                                cfg.loss, cfg.j, cfg.hessian_samples)
+            eta = sdlm_rates(cfg, self.hessian, lr)[2].astype(self.net.dtype)
         eta[self.frozen] = 0.0
         return lr, eta
 
@@ -279,7 +287,8 @@ class Trainer:
         if self.source is None:
             rng.permutation(len(self.train_x))  # (drawn first, as _run_pass does)
         cfg = self.config
-        hess = hessian_estimate(self.net, self.source or self.train_x, rng, cfg.gn_seed, cfg.loss, cfg.j)
+        hess = hessian_estimate(self.net, self.source or self.train_x, rng, cfg.gn_seed, cfg.loss, cfg.j,
+                                cfg.hessian_samples)
         h, eta, _ = sdlm_rates(cfg, hess, cfg.epsilon(epoch))
         return h, eta
 
