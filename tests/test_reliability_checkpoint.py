@@ -140,8 +140,9 @@ def test_a_trainer_checkpoint_round_trips_through_the_checks(tmp_path, mnist):
     with pytest.raises(Exception, match="interrupted in epoch 1 after 500"):
         trainer.run()
     _, state = LeNet5.load(trainer.checkpoint_path, with_state=True)
-    # every entry but the one only an end-of-pass save writes (tests/test_train.py)
-    assert set(state) == set(checkpoint_format.STATE_ENTRIES) - {"state.pending_row"}
+    # every entry but the one only an end-of-pass save writes (tests/test_train.py) and the kept
+    # Hessian of hessian_passes > 1 (tests/test_sdlm.py)
+    assert set(state) == set(checkpoint_format.STATE_ENTRIES) - {"state.pending_row", "state.hessian"}
 
 
 @pytest.mark.parametrize("change, message", [

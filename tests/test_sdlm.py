@@ -291,7 +291,7 @@ def test_hessian_estimates_per_pass_counts_what_the_trainer_does(mnist, tmp_path
         trainer = Trainer(TrainConfig(epochs=1, train_size=1500, hessian_every=every, mu=1.0),
                           small(mnist, 1500, 100), tmp_path / f"h{every}", progress=False, log=lambda s: None)
         calls, real = [], trainer._step_sizes
-        trainer._step_sizes = lambda *a, calls=calls, real=real: (calls.append(1), real(*a))[1]
+        trainer._step_sizes = lambda *a, calls=calls, real=real, **kw: (calls.append(1), real(*a, **kw))[1]
         trainer.run()
         assert len(calls) == hessian_estimates_per_pass(1500, every), every
 

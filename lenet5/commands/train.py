@@ -256,7 +256,8 @@ def sdlm_settings(config):
     """' (recipe NAME: ...)' naming the recipe whose settings the run has, or its own settings."""
     if config.optimizer != "sdlm":
         return ""
-    names = list(RECIPES[DEFAULT_RECIPE])
+    names = list(RECIPES[DEFAULT_RECIPE])  # then the SDLM settings no recipe sets, when changed
+    names += [k for k in ("hessian_passes", "hessian_samples") if getattr(config, k) != getattr(DEFAULTS, k)]
     own = ", ".join(f"{flag(k)} {getattr(config, k)}" for k in names)
     for name, values in RECIPES.items():
         if all(getattr(config, k) == v for k, v in values.items()):

@@ -63,4 +63,7 @@ ARCH_NOTES = {
     "lenet4": "paper (III-C.7): about 17,000 free parameters and 260,000 connections. The connections "
               "fit (C3 reading 3 of the 8 S2 maps, inferred), the parameters cannot: a fully connected "
               "layer of 120 units on 16 maps of 5x5 alone has 120 x 401 = 48,120",
+    "lush": "LeCun's own LeNet-5 demo in Lush (gblearn2's net-lenet5): the printed layers up to C5, "
+            "then 10 squashed output units where F6 stands, compared with +-1 target codes (OUT: "
+            "fixed, no parameters); the paper does not describe it (lenet5 experiment lush trains it)",
 }
