@@ -19,8 +19,9 @@ def register(sub):
     p.add_argument("--tiny", action="store_true",
                    help="a few hundred samples, one pass: checks every code path in seconds; "
                    "writes under runs/tiny/ unless --results/--runs are given")
-    p.add_argument("--seeds", help="comma-separated seeds (default: 0,1,2 for curves and "
-                   "distortions, 0 elsewhere)")
+    p.add_argument("--seeds", help="comma-separated seeds (default: each experiment's own: 0-4 "
+                   "for recipes and lush; 0,1,2 for curves, distortions, ablations and sdlm; 0 "
+                   "elsewhere)")
     p.add_argument("--epochs", type=int, help="passes per training run (default: 20, the paper's; "
                    "baselines 10)")
     p.add_argument("--processes", type=int, default=2,
