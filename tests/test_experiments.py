@@ -284,3 +284,14 @@ def test_the_readme_states_what_results_json_holds(out):
     for name in ("jobs.py", "runner.py", "pool.py", "report.py"):
         measured = re.findall(r"\b\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?)? (?:s|min)\b", (folder / name).read_text())
         assert not measured, f"{name} states measured times {measured}: take them from results JSON"
+
+
+def test_experiment_help_names_every_fig9_row_group():
+    """--only's help lists what fig9.GROUPS accepts (the CLI does not import the experiment)."""
+    from lenet5.cli import build_parser
+    from lenet5.experiments.fig9 import GROUPS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    only = next(a for a in sub.choices["experiment"]._actions if a.dest == "only")
+    named = only.help.split("(")[1].split(")")[0].split(", ")
+    assert named == list(GROUPS)
