@@ -9,15 +9,6 @@ import numpy as np
 from .pool import log_prefixed
 from .runner import TINY_TRAIN_SIZE
 
-# The experiments whose committed results were trained with the damped recipe pin it
-# (lenet5.training.config.RECIPES["damped"]: the printed init and inputs, h before each pass,
-# mu = 1), so running them again reproduces those results; their reports say so (DAMPED_NOTE).
-DAMPED_NOTE = ("Trained with the `damped` recipe (`lenet5 train --recipe damped`: the printed "
-               "initialisation and inputs, the Hessian before each pass, mu = 1); `lenet5 train` "
-               "defaults to the recipe with the lowest test error at the printed mu (README, "
-               "\"Choices the paper left open\").")
-
-
 # Each run evaluates a pass while the next one trains, although its process has one Numba thread:
 # the evaluation threads fill the cores that stand idle while the last jobs finish (the suite's
 # wall time with and without, measured by scripts/time_suite.py: results/README.md).
