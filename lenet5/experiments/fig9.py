@@ -275,11 +275,11 @@ def cnn_config(arch, seed, epochs):
     return default_recipe(arch=arch, output="softmax", loss="ce", seed=seed, epochs=epochs)
 
 
-def boosted_config(seed, member, epochs, originals):
+def boosted_config(seed, member, epochs, originals, recipe_name=BOOST_RECIPE, mu=BOOST_MU):
     """Member net `member` (1, 2, 3) of the boosted LeNet-4 of `seed`: the CNN protocol with
-    BOOST_RECIPE; net 1
+    the recipe `recipe_name` at damping `mu`; net 1
     on the paper's distorted training set (9 distorted copies of each original)."""
-    config = recipe(BOOST_RECIPE, arch="lenet4", output="softmax", loss="ce", mu=BOOST_MU,
+    config = recipe(recipe_name, arch="lenet4", output="softmax", loss="ce", mu=mu,
                     seed=seed + BOOST_MEMBER_SEED * (member - 1), epochs=epochs)
     if member == 1:
         config["distortions"] = COPIES_PER_ORIGINAL * originals
@@ -313,7 +313,7 @@ def filtered_set(path, key, make, reuse, log):
 
 
 def boosted_run(key, seed, runs, data_dir=None, tiny=False, passes=BOOST_PASSES, set_size=boosting.SET_SIZE,
-                limit=boosting.STREAM_LIMIT, reuse=False):
+                limit=boosting.STREAM_LIMIT, reuse=False, recipe_name=BOOST_RECIPE, mu=BOOST_MU):
     """The boosted LeNet-4 of one seed (lenet5.baselines.boosting): net 1, net 2's filtered set, net 2,
     net 3's filtered set, net 3, in runs/key/{net1,net2,net3}; each member's test error and the
     committee's. reuse: continue what an interrupted run saved (member checkpoints, filtered
@@ -328,7 +328,7 @@ def boosted_run(key, seed, runs, data_dir=None, tiny=False, passes=BOOST_PASSES,
 
     def member(m, data, train_set, resume):
         log = log_prefixed(f"{key} net{m}")
-        config = boosted_config(seed, m, passes, len(train_x))
+        config = boosted_config(seed, m, passes, len(train_x), recipe_name, mu)
         net, history, seconds = train_member(config, data, out / f"net{m}", resume, log)
         nets.append(net)
         members.append({"net": m, "config": config, "history": history, "final": history[-1],
@@ -419,7 +419,8 @@ def jobs(opts):
         sizes = (dict(set_size=TINY_SET_SIZE, limit=TINY_STREAM_LIMIT) if opts.tiny else {})
         out += [Job(f"boosted-seed{s}", "lenet5.experiments.fig9:boosted_run",
                     dict(seed=s, runs=str(opts.runs / "fig9"), data_dir=opts.data_dir, tiny=opts.tiny,
-                         passes=opts.passes(BOOST_PASSES), **sizes))
+                         passes=opts.passes(BOOST_PASSES), recipe_name=BOOST_RECIPE, mu=BOOST_MU,
+                         **sizes))
                 for s in opts.seed_list(SEEDS)]
     return out
 
