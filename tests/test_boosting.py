@@ -138,6 +138,7 @@ def test_fig9_boosted_tiny_and_only(out, capsys):
     net2, net3 = run["members"][1]["train_set"], run["members"][2]["train_set"]
     assert net2["right"] == net2["wrong"] == TINY_SET_SIZE // 2 and 0 < net3["size"] <= TINY_SET_SIZE
     assert [m["net"] for m in run["members"]] == [1, 2, 3]
+    assert run["checkpoint"] == "fig9/boosted-seed0/net3/checkpoint.npz"  # under --runs, no machine path
     # the rows not run now are the earlier run's, untouched
     before = {r["classifier"]: r for r in first["rows"]}
     kept = ("k-NN Euclidean, k = 1", "[16x16] LeNet-1", "LeNet-4", "[deslant] k-NN Euclidean, k = 1",
@@ -153,3 +154,17 @@ def test_fig9_boosted_tiny_and_only(out, capsys):
     # --reuse takes the saved boosted run as it is
     again = run_fig9(out, "--only", "boosted", "--reuse")
     assert again["data"]["boosted-seed0"] == run
+
+
+def test_results_name_checkpoints_relative_to_the_runs_folder(tmp_path):
+    """results.json never holds a machine-specific absolute path for a checkpoint."""
+    from types import SimpleNamespace
+
+    from lenet5.experiments.fig9 import runs_relative
+
+    opts = SimpleNamespace(runs=tmp_path / "runs")
+    inside = tmp_path / "runs" / "fig9" / "boosted-seed1" / "net3" / "checkpoint.npz"
+    assert runs_relative(str(inside), opts) == "fig9/boosted-seed1/net3/checkpoint.npz"
+    assert runs_relative("fig9/boosted-seed1/net3/checkpoint.npz", opts) == "fig9/boosted-seed1/net3/checkpoint.npz"
+    elsewhere = runs_relative(str(tmp_path / "other" / "fig9" / "b" / "net3" / "checkpoint.npz"), opts)
+    assert elsewhere == "fig9/b/net3/checkpoint.npz" and not elsewhere.startswith("/")

@@ -585,10 +585,21 @@ def report(results, opts):
     provenance = {g: origin.get(g, {"command": "this run"}) for g in GROUPS} if origin else {}
     data = {key: r for key, r in results.items() if key in CLASSICAL or key in SINGLE}
     data.update({key: r["history"] for key, r in results.items() if group_of(key) in CNNS})
-    data.update({key: r for key, r in results.items() if group_of(key) == "boosted"})
+    data.update({key: dict(r, checkpoint=runs_relative(r["checkpoint"], opts))
+                 for key, r in results.items() if group_of(key) == "boosted"})
     if provenance:
         data["provenance"] = {g: p for g, p in provenance.items() if p["command"] != "this run"}
     return {"headline": headline, "table": table, "rows": rows, "notes": notes, "data": data}
+
+
+def runs_relative(path, opts):
+    """A checkpoint's path as the results show it: relative to the runs folder (--runs), never
+    a machine-specific absolute path."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(Path(opts.runs).resolve()).as_posix()
+    except ValueError:
+        return path.as_posix() if not path.is_absolute() else "/".join(path.parts[-4:])
 
 
 def row_seconds(result, field):
