@@ -198,6 +198,10 @@ def test_fig9_tiny(out):
     for name in ("[16x16] LeNet-1", "LeNet-4"):  # trained here: one pass on 300 samples
         assert 0 < rows[name]["test_error_pct"] < 100 and rows[name]["source"].startswith("run here")
     assert {"lenet1-seed0", "lenet4-seed0", "boosted-seed0"} <= set(result["data"])
+    for hidden in ("300", "1000", "300-100", "500-150"):  # on distorted copies of the 300
+        dist = rows[f"[dist] 28x28-{hidden}-10"]
+        assert 0 < dist["test_error_pct"] < 100 and dist["source"].startswith("run here on the distorted")
+        assert result["data"][f"mlp-dist-{hidden}"]["copies"] == 9 * 300
     boosted = rows["[dist] boosted LeNet-4"]  # three LeNet-4s, one pass each on a few hundred
     assert 0 < boosted["test_error_pct"] < 100 and boosted["source"].startswith("run here")
     readme = (out / "results" / "fig9" / "README.md").read_text()

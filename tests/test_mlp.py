@@ -126,3 +126,47 @@ def test_short_mnist_run_learns(mnist, hidden):
     assert np.isfinite(row["train_loss"])
     assert row["test_error_pct"] < 60.0  # chance is 90 %
     assert result["n_params"] == n_params(hidden)
+
+
+def test_distorted_passes_are_the_lenet5_trainers_samples(mnist):
+    """Each pass of a [dist] net is the n samples the LeNet-5 trainer's DistortedSource draws
+    for that pass, cropped to 28x28; passes differ and most samples are distorted copies."""
+    from lenet5.baselines.mlp import distorted_passes
+    from lenet5.training.distorted_source import DistortedSource
+
+    (x, y), _ = mnist
+    x, y = x[:100], y[:100]
+    pass_set = distorted_passes(x, y, 900, seed=3, dtype=np.float64)
+    source = DistortedSource(x, y, 900, 3)
+    for epoch in (1, 2):
+        images, labels = pass_set(epoch)
+        order = source.pass_order(epoch)
+        assert images.shape == (100, 784) and images.dtype == np.float64
+        np.testing.assert_array_equal(labels, y[source.pool.source_index(order)])
+        np.testing.assert_array_equal(images, source.pool.images(order)[:, 2:30, 2:30].reshape(100, 784))
+        assert np.sum(order >= 100) > 50  # the pool is 10% originals, 90% copies
+    assert not np.array_equal(pass_set(1)[0], pass_set(2)[0])
+
+
+def test_distorted_training_steps_through_each_pass_set(mnist):
+    """train_mlp(distortions=...) is online SGD over each pass's distorted samples, in the
+    order of the undistorted protocol's shuffle; its training error is on the originals."""
+    from lenet5.baselines.mlp import distorted_passes
+
+    (x, y), test = mnist
+    x, y = x[:100], y[:100]
+    result = train_mlp(((x, y), test), hidden=(), epochs=2, seed=3, progress=False, log=lambda s: None,
+                       dtype=np.float64, distortions=900)
+    manual = MLP.init((), seed=3, dtype=np.float64)
+    pass_set = distorted_passes(x, y, 900, seed=3, dtype=np.float64)
+    for epoch in (1, 2):
+        images, labels = pass_set(epoch)
+        rates = manual.rates(32.0 * pass_factor(epoch), 0.1 * pass_factor(epoch))
+        order = np.random.default_rng([3, epoch]).permutation(100)
+        train_online(images, labels, order, manual.theta, rates, manual.sizes, manual.w_off, manual.b_off,
+                     manual.a_off, manual.tanh_out, np.zeros(100))
+    np.testing.assert_array_equal(result["net"].theta, manual.theta)
+    originals = flatten_images(x).astype(np.float64)
+    last = result["history"][-1]
+    assert last["train_error_pct"] == 100.0 * np.mean(manual.predict(originals) != y)
+    assert last["render_seconds"] >= 0.0

@@ -43,6 +43,8 @@ All weights and biases live in one flat vector, layer after layer (W_l row-major
 then b_l), described by a `sizes` array: one compiled kernel serves every architecture.
 """
 
+import time
+
 import numba as nb
 import numpy as np
 
@@ -282,16 +284,36 @@ class MLP:
 
 # ---------------------------------------------------------------- training
 
+def distorted_passes(train_x, train_y, copies, seed, dtype):
+    """pass_set(epoch) -> (images (n, 784), labels) for a net trained on the paper's distorted
+    training set: each pass is the n samples that the LeNet-5 trainer's DistortedSource draws
+    for that pass from the originals + `copies` distorted copies (lenet5.data.distort),
+    rendered on the 32x32 field and cropped to 28x28."""
+    from ..training.distorted_source import DistortedSource
+
+    source = DistortedSource(np.asarray(train_x), np.asarray(train_y), copies, seed)
+
+    def pass_set(epoch):
+        images, labels = source.chunk(source.pass_order(epoch))
+        return (np.ascontiguousarray(flatten_images(images), dtype=dtype),
+                np.ascontiguousarray(labels, dtype=np.int64))
+    return pass_set
+
+
 def train_mlp(data, hidden=(300,), epochs=10, seed=0, lr=32.0, lr_out=0.1, train_size=0,
-              progress=True, log=print, dtype=np.float32, tanh_out=None):
+              progress=True, log=print, dtype=np.float32, tanh_out=None, distortions=0):
     """Online SGD of a Fig. 9 baseline. data = ((train_x, train_y), (test_x, test_y)), the
     preprocessed 32x32 fields (cropped here to 28x28). Returns {"history": rows (epoch, lr,
     lr_out, train_loss, train_error_pct, test_error_pct, seconds, samples_per_s), "n_params",
     "hidden", "paper": (params, test error %) from Fig. 9 or None, "net": the MLP}.
-    tanh_out: squash the outputs with f (default: yes iff there are hidden layers)."""
+    tanh_out: squash the outputs with f (default: yes iff there are hidden layers).
+    distortions: train on the paper's distorted training set, the originals and this many
+    distorted copies (distorted_passes; each pass still n samples); the training error is
+    measured on the originals."""
     (train_x, train_y), (test_x, test_y) = data
     if train_size:
         train_x, train_y = train_x[:train_size], train_y[:train_size]
+    pass_set = distorted_passes(train_x, train_y, distortions, seed, dtype) if distortions else None
     train_x = np.ascontiguousarray(flatten_images(train_x), dtype=dtype)
     test_x = np.ascontiguousarray(flatten_images(test_x), dtype=dtype)
     train_y = np.ascontiguousarray(train_y, dtype=np.int64)
@@ -304,8 +326,12 @@ def train_mlp(data, hidden=(300,), epochs=10, seed=0, lr=32.0, lr_out=0.1, train
         factor = pass_factor(epoch)
         rates = net.rates(lr * factor, lr_out * factor)
 
-        def step(idx, losses, rates=rates):  # (called within this pass)
-            train_online(train_x, train_y, idx, net.theta, rates, net.sizes, net.w_off,
+        clock = time.perf_counter()
+        images, labels = pass_set(epoch) if pass_set else (train_x, train_y)
+        render_seconds = time.perf_counter() - clock
+
+        def step(idx, losses, rates=rates, images=images, labels=labels):  # (within this pass)
+            train_online(images, labels, idx, net.theta, rates, net.sizes, net.w_off,
                          net.b_off, net.a_off, net.tanh_out, losses)
 
         losses, seconds = online_pass(n, seed, epoch, step, net.theta, net.dtype,
@@ -315,6 +341,8 @@ def train_mlp(data, hidden=(300,), epochs=10, seed=0, lr=32.0, lr_out=0.1, train
                "train_error_pct": 100.0 * float(np.mean(net.predict(train_x) != train_y)),
                "test_error_pct": 100.0 * float(np.mean(net.predict(test_x) != test_y)),
                "seconds": round(seconds, 3), "samples_per_s": round(n / seconds, 1)}
+        if pass_set:
+            row["render_seconds"] = round(render_seconds, 3)  # drawing the pass's distorted samples
         history.append(row)
         log(f"{name} epoch {epoch:3d}  loss {row['train_loss']:.4f}  train err "
             f"{row['train_error_pct']:5.2f}%  test err {row['test_error_pct']:5.2f}%  "
