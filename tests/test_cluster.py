@@ -240,3 +240,36 @@ def test_a_scheduler_that_goes_away_is_one_line(data_dir, tmp_path):
     assert err.count("\n") == 1 and "Traceback" not in err
     assert f"lost the Dask scheduler {alone.address}" in err
     assert f"of 3 jobs finished and are saved under {tmp_path / 'runs' / EXPERIMENT}" in err
+
+
+def _profiler_around_a_job():
+    """On a worker (sent by value): is the worker's statistical profiler running before, during
+    and after a block under profiler_paused?"""
+    import time
+
+    from distributed import get_worker
+
+    from lenet5.experiments.cluster import profiler_paused
+
+    def settled(callback, running):
+        deadline = time.monotonic() + 5  # (the worker's event loop starts and stops it)
+        while callback.is_running() != running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return callback.is_running()
+
+    worker = get_worker()
+    callback = worker.periodic_callbacks["profile"]
+    before = callback.is_running()
+    with profiler_paused(worker):
+        with profiler_paused(worker):  # two jobs in one worker: it restarts after the last
+            during = settled(callback, False)
+        between = settled(callback, False)
+    return before, during, between, settled(callback, True)
+
+
+def test_the_workers_profiler_pauses_while_jobs_run_and_restarts_after(cluster):
+    from lenet5.experiments.cluster import by_value
+
+    with distributed.Client(cluster.address, timeout="20s", set_as_default=False) as client:
+        state = client.submit(by_value(_profiler_around_a_job), pure=False).result(timeout=60)
+    assert state == (True, False, False, True)
