@@ -1,5 +1,7 @@
-"""The polynomial SVM (lenet5.baselines.svm): its decision values recomputed from the support
-vectors with the kernel written out, and the message when scikit-learn is missing."""
+"""The polynomial SVMs (lenet5.baselines.svm): decision values recomputed from the support
+vectors with the kernel written out, the reduced set against brute-force projections, the
+virtual support vectors against explicit pixel loops, and the message when scikit-learn is
+missing."""
 import sys
 
 import numpy as np
@@ -38,3 +40,116 @@ def test_missing_scikit_learn_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.svm", None)
     with pytest.raises(Lenet5Error, match=r"lenet5\[baselines\]"):
         svm.svc_class()
+
+
+def blobs(classes=4, n=120, d=16, seed=0):
+    """Small separable-ish data in 0..1: noisy copies of one centre per class."""
+    rng = np.random.default_rng(seed)
+    centres = rng.random((classes, d))
+    y = rng.integers(0, classes, size=n)
+    return np.clip(centres[y] + 0.35 * rng.normal(size=(n, d)), 0, 1), y, rng
+
+
+@pytest.mark.slow
+def test_explicit_expansions_and_voting_reproduce_the_svc():
+    x, y, rng = blobs()
+    model = svm.fit(x, y, "scale", degree=5)
+    vectors, coefficients, intercepts, pairs = svm.pairwise_expansion(model)
+    assert len(pairs) == 6 and coefficients.shape == (len(model.support_), 6)
+    probe = rng.random((40, x.shape[1]))
+    got = svm.decisions(probe, vectors, coefficients, intercepts, model.gamma, 5, chunk=7)
+    assert np.allclose(got, model.decision_function(probe), atol=1e-8)
+    assert np.array_equal(svm.vote(got, pairs, 4), model.predict(probe))
+
+
+def test_voting_counts_pairwise_wins_and_breaks_ties_to_the_lower_class():
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    # 0 beats 1, 2 beats 0, 1 beats 2: one vote each -> class 0; then 2 beats both -> 2
+    decisions = np.array([[1.0, -1.0, 1.0], [1.0, -1.0, -1.0]])
+    assert svm.vote(decisions, pairs, 3).tolist() == [0, 2]
+
+
+@pytest.mark.slow
+def test_a_reduced_set_of_every_support_vector_gives_the_svms_decisions():
+    x, y, rng = blobs()
+    model = svm.fit(x, y, "scale", degree=5)
+    vectors, coefficients, intercepts, pairs = svm.pairwise_expansion(model)
+    chosen = svm.reduced_set(vectors, len(vectors), model.gamma, 5)
+    basis = vectors[chosen]
+    beta = svm.project(vectors, coefficients, basis, model.gamma, 5)
+    probe = rng.random((30, x.shape[1]))
+    want = model.decision_function(probe)
+    got = svm.decisions(probe, basis, beta, intercepts, model.gamma, 5)
+    assert np.allclose(got, want, atol=1e-6 * np.abs(want).max())
+    assert np.all(svm.feature_space_residual(vectors, coefficients, basis, beta, model.gamma, 5) < 1e-8)
+
+
+def test_the_reduced_set_takes_the_vector_worst_represented_so_far():
+    """Brute force: after each choice, every vector's squared distance (in feature space) to the
+    span of the chosen ones, K_ii - K_iC K_CC^-1 K_Ci; the next choice is its argmax."""
+    rng = np.random.default_rng(1)
+    vectors, gamma, degree = rng.random((25, 6)), 0.3, 3
+    chosen = svm.reduced_set(vectors, 8, gamma, degree)
+    assert len(set(chosen.tolist())) == 8
+    k = svm.poly_kernel(vectors, vectors, gamma, degree)
+    assert chosen[0] == np.argmax(np.diag(k))
+    for step in range(1, 8):
+        c = chosen[:step]
+        residual = np.diag(k) - np.einsum("ij,jk,ik->i", k[:, c], np.linalg.inv(k[np.ix_(c, c)]), k[:, c])
+        assert chosen[step] == np.argmax(residual)
+
+
+def test_the_projection_misses_less_as_the_reduced_set_grows():
+    rng = np.random.default_rng(2)
+    vectors, gamma, degree = rng.random((40, 8)), 0.2, 4
+    coefficients = rng.normal(size=(40, 3))
+    chosen = svm.reduced_set(vectors, 40, gamma, degree)
+    misses = []
+    for m in (2, 5, 10, 20, 40):
+        basis = vectors[chosen[:m]]
+        beta = svm.project(vectors, coefficients, basis, gamma, degree)
+        misses.append(svm.feature_space_residual(vectors, coefficients, basis, beta, gamma, degree))
+        # the projection is the least-squares one: no other coefficients over the basis do better
+        other = beta + 0.01 * rng.normal(size=beta.shape)
+        worse = svm.feature_space_residual(vectors, coefficients, basis, other, gamma, degree)
+        assert np.all(worse >= misses[-1] - 1e-12)
+    for smaller, larger in zip(misses, misses[1:]):
+        assert np.all(larger <= smaller + 1e-9)
+    assert np.all(misses[0] > 1e-3) and np.all(misses[-1] < 1e-8)
+
+
+def test_shifts_move_every_pixel_and_fill_the_border_with_white():
+    rng = np.random.default_rng(3)
+    images = rng.random((2, 5, 6))
+    for rows, columns in svm.SHIFTS:
+        got = svm.shifted(images, rows, columns)
+        for r in range(5):
+            for c in range(6):
+                source = (r - rows, c - columns)
+                want = images[:, source[0], source[1]] if 0 <= source[0] < 5 and 0 <= source[1] < 6 else 0
+                assert np.array_equal(got[:, r, c], want * np.ones(2))
+    vectors = rng.random((2, 16))
+    rows, labels = svm.virtual_support_vectors(vectors, np.array([3, 8]), side=4)
+    assert rows.shape == (10, 16) and labels.tolist() == [3, 8] * 5
+    square = vectors.reshape(2, 4, 4)
+    for copy, (r, c) in enumerate(svm.SHIFTS, start=1):
+        assert np.array_equal(rows[2 * copy:2 * copy + 2], svm.shifted(square, r, c).reshape(2, 16))
+    assert np.array_equal(rows[:2], vectors)
+
+
+@pytest.mark.slow
+def test_the_virtual_support_vector_machine_trains_on_five_copies_of_its_support_vectors():
+    rng = np.random.default_rng(4)
+    # 28x28 images: a bright 6x6 square whose position depends on the class, jittered
+    y = rng.integers(0, 3, size=150)
+    images = np.zeros((150, 28, 28))
+    for i, label in enumerate(y):
+        r, c = 4 + 7 * label + rng.integers(-1, 2), 10 + rng.integers(-1, 2)
+        images[i, r:r + 6, c:c + 6] = 255
+    x = images.reshape(150, -1)
+    result = svm.v_svm_error(x[:100], y[:100], x[100:], y[100:], degree=3)
+    assert result["virtual_training_set"] == 5 * result["first_support_vectors"]
+    assert result["error_pct"] <= 10 and result["first_error_pct"] <= 10
+    reduced = svm.rs_svm_error(x[:100], y[:100], x[100:], y[100:], size=10, degree=3)
+    assert reduced["reduced_set"] == 10 and reduced["multiply_adds"] == 10 * 784
+    assert reduced["full_error_pct"] <= 10

@@ -32,6 +32,9 @@ PAPER_TOTAL = (60_000, 340_908)
 # (LeNet-1: "about 100,000 multiply-add steps and 2,600 free parameters"; LeNet-4: "about
 # 260,000 connections and 17,000 free parameters")
 PAPER_ARCH_TOTALS = {"lenet1": (2_600, 100_000), "lenet4": (17_000, 260_000)}
+# The reduced-set SVM's cost per recognition (section III-C.9, Fig. 11): "650,000
+# multiply-adds"; with 784 inputs per kernel evaluation, about 830 reduced-set vectors.
+PAPER_RS_SVM_MULTIPLY_ADDS = 650_000
 
 # The paper's results that this project reproduces (section III-C).
 PAPER_RESULTS = {
