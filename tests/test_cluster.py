@@ -244,12 +244,12 @@ def test_a_scheduler_that_goes_away_is_one_line(data_dir, tmp_path):
 
 def _profiler_around_a_job():
     """On a worker (sent by value): is the worker's statistical profiler running before, during
-    and after a block under profiler_paused?"""
+    and after a block under tuned_for_training?"""
     import time
 
     from distributed import get_worker
 
-    from lenet5.experiments.cluster import profiler_paused
+    from lenet5.experiments.cluster import tuned_for_training
 
     def settled(callback, running):
         deadline = time.monotonic() + 5  # (the worker's event loop starts and stops it)
@@ -260,8 +260,8 @@ def _profiler_around_a_job():
     worker = get_worker()
     callback = worker.periodic_callbacks["profile"]
     before = callback.is_running()
-    with profiler_paused(worker):
-        with profiler_paused(worker):  # two jobs in one worker: it restarts after the last
+    with tuned_for_training(worker):
+        with tuned_for_training(worker):  # two jobs in one worker: it restarts after the last
             during = settled(callback, False)
         between = settled(callback, False)
     return before, during, between, settled(callback, True)
@@ -273,3 +273,27 @@ def test_the_workers_profiler_pauses_while_jobs_run_and_restarts_after(cluster):
     with distributed.Client(cluster.address, timeout="20s", set_as_default=False) as client:
         state = client.submit(by_value(_profiler_around_a_job), pure=False).result(timeout=60)
     assert state == (True, False, False, True)
+
+
+def test_jobs_relax_the_nannys_malloc_trimming_and_restore_it(monkeypatch):
+    """Under MALLOC_TRIM_THRESHOLD_ (set by Dask's nanny), the first job raises glibc's mmap
+    and trim thresholds and the last one to end puts Dask's values back; without it nothing
+    is touched."""
+    from types import SimpleNamespace
+
+    from lenet5.experiments import cluster
+
+    calls = []
+    monkeypatch.setattr(cluster, "glibc_mallopt", lambda: lambda param, value: calls.append((param, value)))
+    worker = SimpleNamespace(periodic_callbacks={}, loop=None)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    with cluster.tuned_for_training(worker):
+        with cluster.tuned_for_training(worker):
+            assert calls == [(cluster.M_MMAP_THRESHOLD, 32 << 20), (cluster.M_TRIM_THRESHOLD, 64 << 20)]
+        assert len(calls) == 2  # another job still runs
+    assert calls[2:] == [(cluster.M_MMAP_THRESHOLD, 128 << 10), (cluster.M_TRIM_THRESHOLD, 65536)]
+    calls.clear()
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    with cluster.tuned_for_training(worker):
+        pass
+    assert calls == []
