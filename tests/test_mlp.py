@@ -106,7 +106,7 @@ def test_online_steps_equal_gradient_steps():
         _, g = manual.loss_and_gradient(x[s:s + 1], labels[s:s + 1])
         manual.theta -= per_param * g
     losses = np.zeros(3)
-    train_online(np.ascontiguousarray(x), labels, order, net.theta, rates, net.sizes, net.w_off,
+    train_online(np.ascontiguousarray(x), labels, order, net.theta, net.steps(32.0, 0.1), net.sizes, net.w_off,
                  net.b_off, net.a_off, net.tanh_out, losses)
     np.testing.assert_allclose(net.theta, manual.theta, rtol=1e-12, atol=1e-15)
 
@@ -161,12 +161,111 @@ def test_distorted_training_steps_through_each_pass_set(mnist):
     pass_set = distorted_passes(x, y, 900, seed=3, dtype=np.float64)
     for epoch in (1, 2):
         images, labels = pass_set(epoch)
-        rates = manual.rates(32.0 * pass_factor(epoch), 0.1 * pass_factor(epoch))
+        steps = manual.steps(32.0 * pass_factor(epoch), 0.1 * pass_factor(epoch))
         order = np.random.default_rng([3, epoch]).permutation(100)
-        train_online(images, labels, order, manual.theta, rates, manual.sizes, manual.w_off, manual.b_off,
+        train_online(images, labels, order, manual.theta, steps, manual.sizes, manual.w_off, manual.b_off,
                      manual.a_off, manual.tanh_out, np.zeros(100))
     np.testing.assert_array_equal(result["net"].theta, manual.theta)
     originals = flatten_images(x).astype(np.float64)
     last = result["history"][-1]
     assert last["train_error_pct"] == 100.0 * np.mean(manual.predict(originals) != y)
     assert last["render_seconds"] >= 0.0
+
+
+def output_jacobian(net, x, step=1e-6):
+    """d outputs / d theta for each row of x, (rows, 10, parameters), by central differences
+    of the forward pass (float64)."""
+    jac = np.empty((len(x), 10, net.n_params))
+    for k in range(net.n_params):
+        old = net.theta[k]
+        net.theta[k] = old + step
+        up = net.forward(x)
+        net.theta[k] = old - step
+        down = net.forward(x)
+        net.theta[k] = old
+        jac[:, :, k] = (up - down) / (2 * step)
+    return jac
+
+
+def layerwise_hessian(net, x):
+    """SDLM's diagonal approximation written out in numpy, one sample at a time: h = 1 at the
+    outputs, f'(u)^2 h through a unit, h_W = h (x^2)^T, h_b = h, h_x = (W^2)^T h below."""
+    total = np.zeros(net.n_params)
+    n_layers = len(net.sizes) - 1
+    for row in x:
+        acts, pre = [row], []
+        for l in range(n_layers):
+            w, b = net.weights(l)
+            pre.append(w @ acts[-1] + b)
+            squash = l < n_layers - 1 or net.tanh_out
+            acts.append(TANH_A * np.tanh(TANH_S * pre[-1]) if squash else pre[-1])
+        h_x = np.ones(10)
+        for l in range(n_layers - 1, -1, -1):
+            squash = l < n_layers - 1 or net.tanh_out
+            fprime = TANH_A * TANH_S / np.cosh(TANH_S * pre[l]) ** 2 if squash else 1.0
+            h_u = fprime ** 2 * h_x
+            w, _ = net.weights(l)
+            total[net.w_off[l]:net.b_off[l]] += np.outer(h_u, acts[l] ** 2).ravel()
+            total[net.b_off[l]:net.b_off[l] + net.sizes[l + 1]] += h_u
+            h_x = (w ** 2).T @ h_u
+    return total / len(x)
+
+
+@pytest.mark.parametrize("hidden", [(), (5,), (4, 3)])
+def test_hessian_diagonal_is_sdlms_gauss_newton_term_float64(hidden):
+    """Against the outputs' explicit Jacobian: h_kk = sum_o (do/dtheta_k)^2 exactly where each
+    parameter reaches an output by one path (the last two layers); the first of two hidden
+    layers gets the layer-wise diagonal approximation, checked against numpy."""
+    net = MLP.init(hidden, seed=5, dtype=np.float64)
+    net.theta *= 20  # so that f'(u) varies
+    x = flatten_images(images(2, seed=3))
+    got = net.hessian_diagonal(x, np.arange(2))
+    np.testing.assert_allclose(got, layerwise_hessian(net, x), rtol=1e-10, atol=1e-14)
+    jac = output_jacobian(net, x)
+    exact = (jac ** 2).sum(axis=1).mean(axis=0)
+    n_layers = len(net.sizes) - 1
+    exact_from = net.w_off[max(0, n_layers - 2)]  # one path per parameter from here on
+    np.testing.assert_allclose(got[exact_from:], exact[exact_from:], rtol=1e-6, atol=1e-10)
+    if len(hidden) == 2:  # dropping the cross terms is an approximation below that
+        assert not np.allclose(got[:exact_from], exact[:exact_from], rtol=1e-3)
+
+
+def test_linear_classifiers_hessian_diagonal_is_the_exact_second_derivative():
+    """With linear outputs and squared error the Gauss-Newton term is the whole Hessian:
+    d2E/dW_ji^2 = x_i^2, d2E/db_j^2 = 1, checked by differences of the gradient."""
+    net = MLP.init((), seed=2, dtype=np.float64)
+    x = flatten_images(images(1, seed=4))
+    got = net.hessian_diagonal(x, np.array([0]))
+    rng = np.random.default_rng(0)
+    for k in [*rng.choice(net.b_off[0], size=8, replace=False), net.b_off[0] + 3]:
+        old, step = net.theta[k], 1e-4
+        net.theta[k] = old + step
+        up = net.loss_and_gradient(x, np.array([7]))[1][k]
+        net.theta[k] = old - step
+        down = net.loss_and_gradient(x, np.array([7]))[1][k]
+        net.theta[k] = old
+        assert got[k] == pytest.approx((up - down) / (2 * step), rel=1e-7, abs=1e-12)
+
+
+def test_sdlm_training_steps_eps_over_mu_plus_h(mnist):
+    """train_mlp(sdlm=...) makes h before each pass on the pass's own images and steps every
+    parameter eps / (mu + h_kk): replayed here by hand for two passes."""
+    from lenet5.baselines.mlp import lenet5_protocol
+    from lenet5.training.step_sizes import sdlm_epsilon
+
+    protocol = dict(lenet5_protocol(), samples=40)
+    (train_x, train_y), test = mnist
+    data = ((train_x[:120], train_y[:120]), (test[0][:50], test[1][:50]))
+    result = train_mlp(data, hidden=(8,), epochs=2, seed=3, progress=False, log=lambda s: None,
+                       dtype=np.float64, sdlm=protocol)
+    net = MLP.init((8,), seed=3, dtype=np.float64)
+    x = np.ascontiguousarray(flatten_images(train_x[:120]), dtype=np.float64)
+    y = np.asarray(train_y[:120], dtype=np.int64)
+    for epoch in (1, 2):
+        picks = np.sort(np.random.default_rng([3, epoch, 1]).choice(120, 40, replace=False))
+        h = net.hessian_diagonal(x, picks)
+        steps = sdlm_epsilon(epoch, protocol["schedule"]) / (protocol["mu"] + h)
+        for s in np.random.default_rng([3, epoch]).permutation(120):
+            net.theta -= steps * net.loss_and_gradient(x[s:s + 1], y[s:s + 1])[1]
+        assert result["history"][epoch - 1]["epsilon"] == sdlm_epsilon(epoch, protocol["schedule"])
+    np.testing.assert_allclose(result["net"].theta, net.theta, rtol=1e-9, atol=1e-12)

@@ -56,7 +56,7 @@ from ..core.kernels import (
     dense_backward,
     dense_forward,
 )
-from ..training.step_sizes import sdlm_epsilon
+from ..training.step_sizes import HESSIAN_SAMPLES, sdlm_epsilon
 from .online import online_pass
 
 INPUTS = 28 * 28
@@ -181,10 +181,10 @@ def loss_gradient(images, labels, theta, sizes, w_off, b_off, a_off, tanh_out, l
 
 
 @kernel
-def train_online(images, labels, order, theta, rates, sizes, w_off, b_off, a_off, tanh_out,
+def train_online(images, labels, order, theta, steps, sizes, w_off, b_off, a_off, tanh_out,
                  losses):
-    """Online SGD over images[order]: theta_l -= rates[l] * dE/dtheta_l after each sample."""
-    n_layers = sizes.shape[0] - 1
+    """Online descent over images[order]: theta_k -= steps[k] * dE/dtheta_k after each sample
+    (steps: one per parameter, a layer's SGD rate or SDLM's eps / (mu + h_kk))."""
     total = a_off[-1]
     acts = np.zeros(total, theta.dtype)
     pre = np.zeros(total, theta.dtype)
@@ -195,11 +195,44 @@ def train_online(images, labels, order, theta, rates, sizes, w_off, b_off, a_off
         s = order[n]
         losses[n] = sample_loss_gradient(images[s], labels[s], theta, sizes, w_off, b_off,
                                          a_off, tanh_out, acts, pre, dx, delta, grad)
-        for l in range(n_layers):
-            eta = rates[l]
-            for t in range(w_off[l], b_off[l] + sizes[l + 1]):
-                theta[t] -= eta * grad[t]
-                grad[t] = 0.0
+        for t in range(theta.shape[0]):
+            theta[t] -= steps[t] * grad[t]
+            grad[t] = 0.0
+
+
+# The diagonal Gauss-Newton terms of SDLM (Appendix C), by the gradient's own backward pass fed
+# squares: d2E/do^2 = 1 at the outputs (E = 1/2 sum (o - t)^2), h_u = f'(u)^2 h_x through a
+# unit, h_W = h_u (x^2)^T, h_b = h_u, and h_x = (W^2)^T h_u to the layer below (the
+# off-diagonal terms dropped, as for LeNet-5). It does not depend on the label.
+
+@kernel
+def hessian_diagonal(images, picks, theta, sizes, w_off, b_off, a_off, tanh_out, hess):
+    """hess = the mean over images[picks] of each parameter's h_kk."""
+    n_layers = sizes.shape[0] - 1
+    total = a_off[-1]
+    acts = np.zeros(total, theta.dtype)
+    pre = np.zeros(total, theta.dtype)
+    acts_sq = np.zeros(total, theta.dtype)
+    hx = np.zeros(total, theta.dtype)
+    hu = np.zeros(total, theta.dtype)
+    theta_sq = theta * theta
+    hess[:] = 0.0
+    for n in range(picks.shape[0]):
+        sample_forward(images[picks[n]], theta, sizes, w_off, b_off, a_off, tanh_out, acts, pre)
+        for t in range(total):
+            acts_sq[t] = acts[t] * acts[t]
+        hx[a_off[n_layers]:a_off[n_layers + 1]] = 1.0
+        for l in range(n_layers - 1, -1, -1):
+            lo, hi = a_off[l + 1], a_off[l + 2]
+            if l < n_layers - 1 or tanh_out:
+                activation_backward(acts[lo:hi], hx[lo:hi], hu[lo:hi], 2, ACT_SCALED_TANH)
+            else:
+                hu[lo:hi] = hx[lo:hi]
+            weight_sq, _ = _weights(theta_sq, sizes, w_off, b_off, l)
+            hw, hb = _weights(hess, sizes, w_off, b_off, l)
+            dense_backward(acts_sq[a_off[l]:a_off[l + 1]], weight_sq, hu[lo:hi], hw, hb,
+                           hx[a_off[l]:a_off[l + 1]], l > 0)
+    hess /= picks.shape[0]
 
 
 # ---------------------------------------------------------------- the network
@@ -281,6 +314,21 @@ class MLP:
         rates[-1] = lr_out / self.sizes[-2]
         return rates.astype(self.dtype)
 
+    def steps(self, lr, lr_out):
+        """rates(lr, lr_out) as one step per parameter (what train_online takes)."""
+        steps = np.empty_like(self.theta)
+        for l, rate in enumerate(self.rates(lr, lr_out)):
+            steps[self.w_off[l]:self.b_off[l] + self.sizes[l + 1]] = rate
+        return steps
+
+    def hessian_diagonal(self, x, picks):
+        """Mean diagonal Gauss-Newton term h_kk of every parameter over x[picks] (float64)."""
+        x = np.ascontiguousarray(flatten_images(x), dtype=self.dtype)
+        hess = np.empty_like(self.theta)
+        hessian_diagonal(x, np.ascontiguousarray(picks, dtype=np.int64), self.theta, self.sizes, self.w_off,
+                         self.b_off, self.a_off, self.tanh_out, hess)
+        return hess.astype(np.float64)
+
 
 # ---------------------------------------------------------------- training
 
@@ -300,16 +348,31 @@ def distorted_passes(train_x, train_y, copies, seed, dtype):
     return pass_set
 
 
+def lenet5_protocol():
+    """The LeNet-5 trainer's SDLM settings under its default recipe (lenet5.training.config):
+    {"mu", "schedule" (of the global step epsilon), "samples" (images per h estimate, made
+    before each pass), "epochs"}."""
+    from ..training.config import DEFAULT_RECIPE, RECIPES, TrainConfig
+
+    recipe = RECIPES[DEFAULT_RECIPE]
+    return {"mu": recipe["mu"], "schedule": recipe["schedule"], "samples": HESSIAN_SAMPLES,
+            "epochs": TrainConfig().epochs}
+
+
 def train_mlp(data, hidden=(300,), epochs=10, seed=0, lr=32.0, lr_out=0.1, train_size=0,
-              progress=True, log=print, dtype=np.float32, tanh_out=None, distortions=0):
-    """Online SGD of a Fig. 9 baseline. data = ((train_x, train_y), (test_x, test_y)), the
+              progress=True, log=print, dtype=np.float32, tanh_out=None, distortions=0, sdlm=None):
+    """Online training of a Fig. 9 baseline. data = ((train_x, train_y), (test_x, test_y)), the
     preprocessed 32x32 fields (cropped here to 28x28). Returns {"history": rows (epoch, lr,
-    lr_out, train_loss, train_error_pct, test_error_pct, seconds, samples_per_s), "n_params",
-    "hidden", "paper": (params, test error %) from Fig. 9 or None, "net": the MLP}.
+    lr_out or epsilon, train_loss, train_error_pct, test_error_pct, seconds, samples_per_s),
+    "n_params", "hidden", "paper": (params, test error %) from Fig. 9 or None, "net": the MLP}.
     tanh_out: squash the outputs with f (default: yes iff there are hidden layers).
     distortions: train on the paper's distorted training set, the originals and this many
     distorted copies (distorted_passes; each pass still n samples); the training error is
-    measured on the originals."""
+    measured on the originals.
+    sdlm: None for SGD with the per-layer rates (lr, lr_out, pass_factor); or {"mu",
+    "schedule", "samples"} (lenet5_protocol()) for SDLM as the LeNet-5 trainer does it: before
+    each pass h_kk is averaged over `samples` random images of the pass's set, then every
+    parameter steps eps / (mu + h_kk), eps = sdlm_epsilon(pass, schedule)."""
     (train_x, train_y), (test_x, test_y) = data
     if train_size:
         train_x, train_y = train_x[:train_size], train_y[:train_size]
@@ -323,20 +386,28 @@ def train_mlp(data, hidden=(300,), epochs=10, seed=0, lr=32.0, lr_out=0.1, train
     history = []
     name = "-".join(str(s) for s in net.sizes)
     for epoch in range(1, epochs + 1):
-        factor = pass_factor(epoch)
-        rates = net.rates(lr * factor, lr_out * factor)
-
         clock = time.perf_counter()
         images, labels = pass_set(epoch) if pass_set else (train_x, train_y)
         render_seconds = time.perf_counter() - clock
+        if sdlm:
+            picks = np.sort(np.random.default_rng([seed, epoch, 1]).choice(n, min(sdlm["samples"], n),
+                                                                           replace=False))
+            h = net.hessian_diagonal(images, picks)
+            eps = sdlm_epsilon(epoch, sdlm["schedule"])
+            steps = (eps / (sdlm["mu"] + h)).astype(dtype)
+            rates = {"epsilon": eps, "mean_step": float(steps.mean(dtype=np.float64))}
+        else:
+            factor = pass_factor(epoch)
+            steps = net.steps(lr * factor, lr_out * factor)
+            rates = {"lr": lr * factor, "lr_out": lr_out * factor}
 
-        def step(idx, losses, rates=rates, images=images, labels=labels):  # (within this pass)
-            train_online(images, labels, idx, net.theta, rates, net.sizes, net.w_off,
+        def step(idx, losses, steps=steps, images=images, labels=labels):  # (within this pass)
+            train_online(images, labels, idx, net.theta, steps, net.sizes, net.w_off,
                          net.b_off, net.a_off, net.tanh_out, losses)
 
         losses, seconds = online_pass(n, seed, epoch, step, net.theta, net.dtype,
                                       f"{name} epoch {epoch:2d}", progress)
-        row = {"epoch": epoch, "lr": lr * factor, "lr_out": lr_out * factor,
+        row = {"epoch": epoch, **rates,
                "train_loss": float(np.mean(losses, dtype=np.float64)),
                "train_error_pct": 100.0 * float(np.mean(net.predict(train_x) != train_y)),
                "test_error_pct": 100.0 * float(np.mean(net.predict(test_x) != test_y)),

@@ -842,7 +842,14 @@ def headline_text(ours):
     for label, row, paper in (("deslanted linear", "[deslant] linear", "linear-deslant"),
                               ("deslanted k-NN", "[deslant] k-NN Euclidean, k = 1", "knn-euclidean-deslant"),
                               ("pairwise linear", "pairwise linear (units' votes)", "pairwise-linear"),
-                              ("tangent distance", "[16x16] tangent distance", "tangent-distance-16x16")):
+                              ("tangent distance", "[16x16] tangent distance", "tangent-distance-16x16"),
+                              ("SVM poly 4", "SVM poly 4", "svm-poly4"),
+                              ("RS-SVM poly 5", "RS-SVM poly 5", "rs-svm-poly5"),
+                              ("[dist] V-SVM poly 9", "[dist] V-SVM poly 9", "v-svm-poly9-distortions"),
+                              ("[dist] 300 HU", "[dist] 28x28-300-10", "mlp-300-distortions"),
+                              ("[dist] 1000 HU", "[dist] 28x28-1000-10", "mlp-1000-distortions"),
+                              ("[dist] 300+100 HU", "[dist] 28x28-300-100-10", "mlp-300-100-distortions"),
+                              ("[dist] 500+150 HU", "[dist] 28x28-500-150-10", "mlp-500-150-distortions")):
         if ours[row] is not None:
             parts.append(f"{label} {ours[row]:.2f}% (paper {FIG9[paper]}%)")
     cnns = [f"{label} {ours[row]:.2f}% (paper {FIG9[paper]}%)" for label, row, paper in (
