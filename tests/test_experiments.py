@@ -204,6 +204,9 @@ def test_fig9_tiny(out):
         dist = rows[f"[dist] 28x28-{hidden}-10"]
         assert 0 < dist["test_error_pct"] < 100 and dist["source"].startswith("run here on the distorted")
         assert result["data"][f"mlp-dist-{hidden}"]["copies"] == 9 * 300
+        paper_protocol = rows[f"28x28-{hidden}-10, SDLM as LeNet-5"]  # SDLM, one pass on the 300
+        assert 0 < paper_protocol["test_error_pct"] < 100 and paper_protocol["source"].startswith("run here: SDLM")
+        assert result["data"][f"mlp-paper-{hidden}"]["history"][0]["epsilon"] > 0
     boosted = rows["[dist] boosted LeNet-4"]  # three LeNet-4s, one pass each on a few hundred
     assert 0 < boosted["test_error_pct"] < 100 and boosted["source"].startswith("run here")
     readme = (out / "results" / "fig9" / "README.md").read_text()

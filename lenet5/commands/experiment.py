@@ -42,7 +42,7 @@ def register(sub):
                    help="sdlm: only the pass-1 rate screen of every interpretation (seconds each), no "
                    "training runs")
     p.add_argument("--only", help="fig9: train only these comma-separated row groups (classical, svm, "
-                   "rs-svm, v-svm, deslant, pairwise, tangent, mlp-500-150, lenet4-features, mlp-dist, "
+                   "rs-svm, v-svm, deslant, pairwise, tangent, mlp-500-150, lenet4-features, mlp-dist, mlp-paper, "
                    "lenet1, lenet4, boosted) and keep the other rows from the earlier results/fig9/results.json")
     p.add_argument("--scheduler",
                    help="run the jobs on the Dask cluster of this scheduler, e.g. tcp://HOST:8786 "
