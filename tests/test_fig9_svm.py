@@ -1,5 +1,5 @@
 """The polynomial SVMs (lenet5.baselines.svm): decision values recomputed from the support
-vectors with the kernel written out, the reduced set against brute-force projections, the
+vectors with the kernel written out, the reduced set's least-squares fit, the
 virtual support vectors against explicit pixel loops, and the message when scikit-learn is
 missing."""
 import sys
@@ -71,51 +71,48 @@ def test_voting_counts_pairwise_wins_and_breaks_ties_to_the_lower_class():
 
 @pytest.mark.slow
 def test_a_reduced_set_of_every_support_vector_gives_the_svms_decisions():
+    """With Z = all the support vectors and more fitting rows than vectors, the least-squares
+    fit to the decision values recovers the SVM's own expansion."""
     x, y, rng = blobs()
     model = svm.fit(x, y, "scale", degree=5)
     vectors, coefficients, intercepts, pairs = svm.pairwise_expansion(model)
-    chosen = svm.reduced_set(vectors, len(vectors), model.gamma, 5)
-    basis = vectors[chosen]
-    beta = svm.project(vectors, coefficients, basis, model.gamma, 5)
+    rows = rng.random((3 * len(vectors), x.shape[1]))
+    targets = svm.decisions(rows, vectors, coefficients, intercepts, model.gamma, 5) - intercepts
+    chosen = svm.reduced_set(coefficients, len(vectors))
+    beta = svm.fit_reduced(rows, targets, vectors[chosen], model.gamma, 5, ridge=0.0)
+    np.testing.assert_allclose(beta, coefficients[chosen], rtol=1e-6, atol=1e-6 * np.abs(coefficients).max())
     probe = rng.random((30, x.shape[1]))
     want = model.decision_function(probe)
-    got = svm.decisions(probe, basis, beta, intercepts, model.gamma, 5)
+    got = svm.decisions(probe, vectors[chosen], beta, intercepts, model.gamma, 5)
     assert np.allclose(got, want, atol=1e-6 * np.abs(want).max())
-    assert np.all(svm.feature_space_residual(vectors, coefficients, basis, beta, model.gamma, 5) < 1e-8)
 
 
-def test_the_reduced_set_takes_the_vector_worst_represented_so_far():
-    """Brute force: after each choice, every vector's squared distance (in feature space) to the
-    span of the chosen ones, K_ii - K_iC K_CC^-1 K_Ci; the next choice is its argmax."""
-    rng = np.random.default_rng(1)
-    vectors, gamma, degree = rng.random((25, 6)), 0.3, 3
-    chosen = svm.reduced_set(vectors, 8, gamma, degree)
-    assert len(set(chosen.tolist())) == 8
-    k = svm.poly_kernel(vectors, vectors, gamma, degree)
-    assert chosen[0] == np.argmax(np.diag(k))
-    for step in range(1, 8):
-        c = chosen[:step]
-        residual = np.diag(k) - np.einsum("ij,jk,ik->i", k[:, c], np.linalg.inv(k[np.ix_(c, c)]), k[:, c])
-        assert chosen[step] == np.argmax(residual)
+def test_the_reduced_set_is_the_vectors_with_the_largest_coefficients():
+    coefficients = np.array([[0.1, -0.2], [3.0, 0.0], [-0.5, -0.6], [0.0, 0.05], [1.0, -1.0]])
+    assert svm.reduced_set(coefficients, 2).tolist() == [1, 4]  # |.| sums 0.3, 3, 1.1, 0.05, 2
+    assert svm.reduced_set(coefficients, 3).tolist() == [1, 2, 4]
+    assert svm.reduced_set(coefficients, 9).tolist() == [0, 1, 2, 3, 4]
 
 
-def test_the_projection_misses_less_as_the_reduced_set_grows():
+def test_the_fit_misses_less_as_the_reduced_set_grows():
+    """Nested bases (more of the largest coefficients): the least-squares residual on the
+    fitting rows never grows, and no other coefficients over a basis do better."""
     rng = np.random.default_rng(2)
     vectors, gamma, degree = rng.random((40, 8)), 0.2, 4
     coefficients = rng.normal(size=(40, 3))
-    chosen = svm.reduced_set(vectors, 40, gamma, degree)
+    rows = rng.random((120, 8))
+    targets = svm.poly_kernel(rows, vectors, gamma, degree) @ coefficients
     misses = []
     for m in (2, 5, 10, 20, 40):
-        basis = vectors[chosen[:m]]
-        beta = svm.project(vectors, coefficients, basis, gamma, degree)
-        misses.append(svm.feature_space_residual(vectors, coefficients, basis, beta, gamma, degree))
-        # the projection is the least-squares one: no other coefficients over the basis do better
-        other = beta + 0.01 * rng.normal(size=beta.shape)
-        worse = svm.feature_space_residual(vectors, coefficients, basis, other, gamma, degree)
-        assert np.all(worse >= misses[-1] - 1e-12)
+        basis = vectors[svm.reduced_set(coefficients, m)]
+        beta = svm.fit_reduced(rows, targets, basis, gamma, degree, ridge=0.0)
+        k = svm.poly_kernel(rows, basis, gamma, degree)
+        misses.append(np.sum((k @ beta - targets) ** 2))
+        other = beta + 1e-3 * rng.normal(size=beta.shape)
+        assert np.sum((k @ other - targets) ** 2) >= misses[-1]
     for smaller, larger in zip(misses, misses[1:]):
-        assert np.all(larger <= smaller + 1e-9)
-    assert np.all(misses[0] > 1e-3) and np.all(misses[-1] < 1e-8)
+        assert larger <= smaller * (1 + 1e-9)
+    assert misses[0] > 1e-3 * np.sum(targets ** 2) and misses[-1] < 1e-12 * np.sum(targets ** 2)
 
 
 def test_shifts_move_every_pixel_and_fill_the_border_with_white():
@@ -152,4 +149,4 @@ def test_the_virtual_support_vector_machine_trains_on_five_copies_of_its_support
     assert result["error_pct"] <= 10 and result["first_error_pct"] <= 10
     reduced = svm.rs_svm_error(x[:100], y[:100], x[100:], y[100:], size=10, degree=3)
     assert reduced["reduced_set"] == 10 and reduced["multiply_adds"] == 10 * 784
-    assert reduced["full_error_pct"] <= 10
+    assert reduced["full_error_pct"] <= 10 and reduced["fit_images"] == 100 and reduced["agreement_pct"] >= 80

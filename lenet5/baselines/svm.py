@@ -11,14 +11,20 @@ weigh little: measured 2.83%), and scikit-learn's default "scale", 1/(784 var(x)
 gamma x.y O(1) so the high-degree terms count (tried after the first gave 2.83%).
 
 RS-SVM (Burges 1996's reduced set): a degree-5 SVM's 45 one-vs-one units are each an expansion
-w_u = sum_i a_iu phi(s_i) over the support vectors s_i. The reduced set replaces them by
-expansions over one shared set Z of m vectors, w_u ~ sum_z b_zu phi(z), so that a recognition
-costs m kernel evaluations (m x 784 multiply-adds) instead of one per support vector. Burges
-builds Z from synthetic vectors found by gradient descent; ours selects Z among the support
-vectors (reduced_set: greedily, each the one worst represented by the span of those chosen,
-i.e. pivoted incomplete Cholesky of the kernel matrix) and then projects every unit onto
-span phi(Z) exactly: K_ZZ b_u = K_ZS a_u (least squares in feature space, float64). m is
-the paper's cost: 650,000 multiply-adds / 784 inputs = 830 vectors.
+f_u(x) = sum_i a_iu K(s_i, x) + b_u over the support vectors s_i. The reduced set replaces them
+by expansions over one shared set Z of m vectors, f~_u(x) = sum_z c_zu K(z, x) + b_u, so that a
+recognition costs m kernel evaluations (m x 784 multiply-adds) instead of one per support
+vector; m is the paper's cost, 650,000 multiply-adds / 784 inputs = 829. Burges finds Z as
+synthetic vectors by gradient descent in feature space; ours takes Z among the support vectors
+(reduced_set: the m with the largest sum_u |a_iu|, those the expansions lean on most) and fits
+the coefficients C by least squares to the full machine's decision values f_u - b_u on
+RS_FIT_IMAGES training images (fit_reduced). Measured on MNIST (degree 5, 8,826 support
+vectors, the full machine 1.75%), test error and, the criterion the choice was made by,
+agreement with the full machine's answers on 10,000 other training images: pivoted incomplete
+Cholesky of the kernel matrix with each unit projected onto span phi(Z) in feature space
+9.82% / 90.4%; the same Z fitted to the decision values 3.03% / 97.5%; Z by Cholesky of the
+normalised kernel 2.63% / 98.1%; m random support vectors 2.48% / 98.5%; the largest |a|
+2.38% / 98.8% (kept).
 
 V-SVM (Schoelkopf, Burges and Vapnik 1996's virtual support vectors): train the degree-9 SVM,
 keep its support vectors, add copies of them shifted by one pixel in each of the four
@@ -114,46 +120,24 @@ def vote(decisions, pairs, classes=10):
 
 # ---------------------------------------------------------------- reduced set
 
-def reduced_set(vectors, size, gamma, degree):
-    """Indices of `size` of the vectors, chosen greedily: each is the one with the largest
-    residual phi(v) - P phi(v) after projecting onto the span of those already chosen (pivoted
-    incomplete Cholesky of the kernel matrix, L L^T ~ K, one column per choice)."""
-    size = min(size, len(vectors))
-    norms = np.einsum("ij,ij->i", vectors, vectors)
-    residual = (gamma * norms + COEF0) ** degree  # K_vv - sum_k L_vk^2, squared residual norms
-    factor = np.zeros((len(vectors), size))
-    chosen = []
-    for k in range(size):
-        p = int(np.argmax(residual))
-        if residual[p] <= 1e-12 * residual.max(initial=1.0) or residual[p] <= 0:
-            break  # the rest lie in the span already
-        column = poly_kernel(vectors, vectors[p:p + 1], gamma, degree)[:, 0]
-        factor[:, k] = (column - factor[:, :k] @ factor[p, :k]) / np.sqrt(residual[p])
-        residual -= factor[:, k] ** 2
-        residual[p] = 0.0
-        chosen.append(p)
-    return np.array(chosen, dtype=np.int64)
+RS_FIT_IMAGES = 20_000  # training images whose decision values the reduced expansions fit
+RS_RIDGE = 1e-8  # x the mean diagonal of K^T K, added to its diagonal (float64 conditioning only)
 
 
-def project(vectors, coefficients, basis, gamma, degree):
-    """Coefficients over `basis` of each unit's projection onto span phi(basis): the least-
-    squares solution of K_ZZ B = K_ZS A (float64; a pseudo-inverse, as K_ZZ may be singular)."""
-    k_zz = poly_kernel(basis, basis, gamma, degree)
-    k_zs = poly_kernel(basis, vectors, gamma, degree)
-    return np.linalg.lstsq(k_zz, k_zs @ coefficients, rcond=1e-13)[0]
+def reduced_set(coefficients, size):
+    """Indices (ascending) of the `size` support vectors with the largest sum over the units of
+    |coefficient|: the vectors the expansions lean on most."""
+    weight = np.abs(coefficients).sum(axis=1)
+    return np.sort(np.argsort(-weight, kind="stable")[:size])
 
 
-def feature_space_residual(vectors, coefficients, basis, basis_coefficients, gamma, degree):
-    """|w_u - w~_u|^2 / |w_u|^2 for each unit: how much of each expansion the reduced one misses,
-    from kernel values alone."""
-    k_ss = poly_kernel(vectors, vectors, gamma, degree)
-    k_zs = poly_kernel(basis, vectors, gamma, degree)
-    k_zz = poly_kernel(basis, basis, gamma, degree)
-    a, b = coefficients, basis_coefficients
-    full = np.sum(a * (k_ss @ a), axis=0)  # |w_u|^2 = a_u^T K_SS a_u
-    cross = np.sum(b * (k_zs @ a), axis=0)  # <w_u, w~_u> = b_u^T K_ZS a_u
-    reduced = np.sum(b * (k_zz @ b), axis=0)  # |w~_u|^2 = b_u^T K_ZZ b_u
-    return (full - 2 * cross + reduced) / full
+def fit_reduced(rows, targets, basis, gamma, degree, ridge=RS_RIDGE):
+    """Coefficients C (len(basis), units) with K(rows, basis) C ~ targets (rows, units), by
+    least squares (the normal equations in float64, `ridge` x their mean diagonal added)."""
+    k = poly_kernel(rows, basis, gamma, degree)
+    gram = k.T @ k
+    gram[np.diag_indices_from(gram)] += ridge * np.trace(gram) / len(gram)
+    return np.linalg.solve(gram, k.T @ targets)
 
 
 def decisions(x, basis, basis_coefficients, intercepts, gamma, degree, chunk=2000):
@@ -165,29 +149,31 @@ def decisions(x, basis, basis_coefficients, intercepts, gamma, degree, chunk=200
     return out
 
 
-def rs_svm_error(train, train_labels, test, test_labels, size, gamma="scale", degree=RS_DEGREE, c=C):
+def rs_svm_error(train, train_labels, test, test_labels, size, gamma="scale", degree=RS_DEGREE, c=C,
+                 fit_images=RS_FIT_IMAGES, seed=0):
     """The reduced-set SVM (inputs: raw pixels 0..255): the full degree-`degree` SVM, then its
     expansions reduced to `size` shared vectors; test error % of both, with times."""
     x, t = train / 255.0, test / 255.0
     started = time.perf_counter()
     model = fit(x, train_labels, gamma, degree, c)
     fitted = time.perf_counter()
-    full_error = float(100.0 * np.mean(model.predict(t) != test_labels))
+    full = model.predict(t)
     full_predicted = time.perf_counter()
     vectors, coefficients, intercepts, pairs = pairwise_expansion(model)
     g = model.gamma
-    chosen = reduced_set(vectors, size, g, degree)
-    basis = vectors[chosen]
-    beta = project(vectors, coefficients, basis, g, degree)
-    missed = feature_space_residual(vectors, coefficients, basis, beta, g, degree)
+    basis = vectors[reduced_set(coefficients, size)]
+    rows = x[np.sort(np.random.default_rng(seed).choice(len(x), min(fit_images, len(x)), replace=False))]
+    targets = decisions(rows, vectors, coefficients, intercepts, g, degree) - intercepts
+    beta = fit_reduced(rows, targets, basis, g, degree)
     reduced = time.perf_counter()
     predicted = model.classes_[vote(decisions(t, basis, beta, intercepts, g, degree), pairs,
                                     len(model.classes_))]
     done = time.perf_counter()
-    return {"error_pct": float(100.0 * np.mean(predicted != test_labels)), "full_error_pct": full_error,
-            "support_vectors": int(len(vectors)), "reduced_set": int(len(basis)),
+    return {"error_pct": float(100.0 * np.mean(predicted != test_labels)),
+            "full_error_pct": float(100.0 * np.mean(full != test_labels)),
+            "agreement_pct": float(100.0 * np.mean(predicted == full)),
+            "support_vectors": int(len(vectors)), "reduced_set": int(len(basis)), "fit_images": int(len(rows)),
             "multiply_adds": int(len(basis) * x.shape[1]),
-            "missed_norm_pct": {"mean": float(100 * missed.mean()), "max": float(100 * missed.max())},
             "full_multiply_adds": int(len(vectors) * x.shape[1]),
             "fit_seconds": round(fitted - started, 1), "full_predict_seconds": round(full_predicted - fitted, 1),
             "reduce_seconds": round(reduced - full_predicted, 1), "predict_seconds": round(done - reduced, 1),
